@@ -1,0 +1,88 @@
+// Shared by every file of the CUDA module: the host services (error text,
+// logging), error-checking macros and the per-context state.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <stdarg.h>
+
+#include "backend.h"
+
+// The host table libftq handed to the module at load (see module.cu).
+extern const ftq_host_api *g_ftq_host;
+
+// Sets the thread's error message in libftq and returns `status`.
+ftq_status ftq_cuda_error(ftq_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+// Turns a failed CUDA runtime call into FTQ_ERR_CUDA (or the OOM status)
+// naming the call, the error and where it happened.
+ftq_status ftq_cuda_status(cudaError_t err, const char *what, const char *file, int line);
+ftq_status ftq_cublas_status(cublasStatus_t st, const char *what, const char *file, int line);
+
+#define FTQ_CUDA_TRY(call)                                                        \
+  do {                                                                            \
+    cudaError_t ftq_e_ = (call);                                                  \
+    if (ftq_e_ != cudaSuccess) return ftq_cuda_status(ftq_e_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+#define FTQ_CUBLAS_TRY(call)                                                          \
+  do {                                                                                \
+    cublasStatus_t ftq_s_ = (call);                                                   \
+    if (ftq_s_ != CUBLAS_STATUS_SUCCESS) return ftq_cublas_status(ftq_s_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+// Checks the launch of the kernel just queued.
+#define FTQ_CUDA_LAUNCH_CHECK(name) FTQ_CUDA_TRY(cudaGetLastError())
+
+#define FTQ_TRY_CU(expr)              \
+  do {                                \
+    ftq_status ftq_st_ = (expr);      \
+    if (ftq_st_ != FTQ_OK) return ftq_st_; \
+  } while (0)
+
+struct ftq_gemm_cache;  // gemm.cu
+
+// Per-context state of the CUDA backend.
+struct ftq_cuda {
+  int device;
+  const ftq_context *ctx;  // for logging
+  cudaStream_t stream;
+  cublasLtHandle_t lt;
+  void *workspace;
+  size_t workspace_bytes;
+  double *reduce_partials;  // device scratch for reductions (kReduceBlocks + 1)
+  double *reduce_result_host;  // pinned, one value
+  ftq_gemm_cache *gemm_cache;
+  int sm_count;
+};
+
+constexpr int kReduceBlocks = 1024;
+
+// Makes the context's device current for this thread.
+static inline ftq_status ftq_cuda_enter(ftq_cuda *c) {
+  FTQ_CUDA_TRY(cudaSetDevice(c->device));
+  return FTQ_OK;
+}
+
+// gemm.cu
+ftq_status ftq_cuda_gemm(void *be, const ftq_gemm_args *args);
+ftq_status ftq_cuda_gemm_cache_create(ftq_gemm_cache **out);
+void ftq_cuda_gemm_cache_destroy(ftq_gemm_cache *cache);
+
+// elementwise.cu
+ftq_status ftq_cuda_fill(void *be, void *x, ftq_dtype type, size_t n, float value);
+ftq_status ftq_cuda_convert(void *be, void *dst, ftq_dtype dst_type, const void *src, ftq_dtype src_type, size_t n);
+ftq_status ftq_cuda_axpby(void *be, size_t n, float a, const float *x, float b, float *y);
+ftq_status ftq_cuda_reduce(void *be, ftq_reduce_op op, const void *x, ftq_dtype type, size_t n, double *result);
+
+// Grid size for a grid-stride loop over n elements.
+static inline unsigned ftq_grid_for(size_t n, int threads, const ftq_cuda *c) {
+  size_t blocks = (n + (size_t)threads - 1) / (size_t)threads;
+  size_t cap = (size_t)c->sm_count * 32;
+  if (blocks > cap) blocks = cap;
+  return blocks ? (unsigned)blocks : 1u;
+}

@@ -1,0 +1,134 @@
+/* The backend table: the operations the graph code calls, implemented once
+ * per device (src/cpu for the fp32 reference, cuda/ for NVIDIA GPUs). Not
+ * exported. Both backends implement every entry with the same names and
+ * argument order; nothing outside a backend knows how it does its work.
+ *
+ * Conventions:
+ * - Every operation takes the backend's per-context state `be` first.
+ * - Pointers to tensors are device pointers of that backend (host memory for
+ *   the CPU backend); scalar results come back in host memory.
+ * - Matrices are row-major; `ld*` is the distance in elements between rows.
+ * - Errors come back as ftq_status with the message already set.
+ *
+ * The CUDA backend is built as a loadable module (libftq-cuda.so), so the
+ * table is also the ABI between libftq and that module; FTQ_BACKEND_ABI
+ * changes whenever the table or the host table below changes. */
+#ifndef FTQ_BACKEND_H
+#define FTQ_BACKEND_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "libftq/ftq_context.h"
+#include "libftq/ftq_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FTQ_BACKEND_ABI 1
+
+typedef enum ftq_copy_kind {
+  FTQ_COPY_H2D = 0, /* host -> device */
+  FTQ_COPY_D2H = 1, /* device -> host */
+  FTQ_COPY_D2D = 2  /* device -> device */
+} ftq_copy_kind;
+
+typedef enum ftq_reduce_op {
+  FTQ_REDUCE_SUM = 0,    /* sum of x */
+  FTQ_REDUCE_SUMSQ = 1,  /* sum of x^2 (for L2 norms) */
+  FTQ_REDUCE_ABSMAX = 2  /* max |x|; NaN if any element is NaN */
+} ftq_reduce_op;
+
+/* C = alpha * op(A) @ op(B) + beta * C for `batch` matrices, row-major.
+ * op(A) is m x k (A is stored k x m when trans_a), op(B) is k x n (stored
+ * n x k when trans_b), C is m x n. Strides between batch items are in
+ * elements. Accumulation is fp32. CPU: all types f32. CUDA: a/b f32, f16 or
+ * bf16 (the same type), c f32 or the type of a. beta == 0 never reads C. */
+typedef struct ftq_gemm_args {
+  int trans_a, trans_b;
+  int64_t m, n, k;
+  float alpha, beta;
+  const void *a;
+  ftq_dtype a_type;
+  int64_t lda, stride_a;
+  const void *b;
+  ftq_dtype b_type;
+  int64_t ldb, stride_b;
+  void *c;
+  ftq_dtype c_type;
+  int64_t ldc, stride_c;
+  int64_t batch; /* >= 1 */
+} ftq_gemm_args;
+
+/* What a backend needs to set a context up. */
+typedef struct ftq_backend_config {
+  int device_index;       /* CUDA device ordinal; 0 for CPU */
+  int num_threads;        /* CPU worker threads (>= 1) */
+  size_t workspace_bytes; /* cuBLASLt workspace */
+  const ftq_context *ctx; /* for logging through the host table */
+} ftq_backend_config;
+
+typedef struct ftq_backend {
+  int abi;     /* FTQ_BACKEND_ABI */
+  size_t size; /* sizeof(ftq_backend) of the build that made it */
+  const char *name;
+
+  /* ---- lifecycle ---- */
+  ftq_status (*device_count)(int *count);
+  /* Writes a description (e.g. "cuda:0 NVIDIA H100 ...") into name/len. */
+  ftq_status (*create)(const ftq_backend_config *cfg, void **be, char *name, size_t name_len);
+  void (*destroy)(void *be);
+  ftq_status (*device_memory)(void *be, size_t *free_bytes, size_t *total_bytes);
+  ftq_status (*synchronize)(void *be);
+
+  /* ---- memory ---- */
+  ftq_status (*alloc)(void *be, size_t bytes, void **ptr);
+  void (*free)(void *be, void *ptr);
+  /* Host memory the device reads fast (pinned for CUDA; plain for CPU). */
+  ftq_status (*host_alloc)(void *be, size_t bytes, void **ptr);
+  void (*host_free)(void *be, void *ptr);
+  ftq_status (*copy)(void *be, void *dst, const void *src, size_t bytes, ftq_copy_kind kind);
+
+  /* ---- elementwise and reductions (n elements, contiguous) ---- */
+  /* x[i] = value converted to `type` (any float type, or integer types
+   * for integral values). */
+  ftq_status (*fill)(void *be, void *x, ftq_dtype type, size_t n, float value);
+  /* dst[i] = (dst_type) src[i]; float types f32/f16/bf16, round to nearest even. */
+  ftq_status (*convert)(void *be, void *dst, ftq_dtype dst_type, const void *src, ftq_dtype src_type, size_t n);
+  /* y = a * x + b * y (f32). b == 0 never reads y. */
+  ftq_status (*axpby)(void *be, size_t n, float a, const float *x, float b, float *y);
+  /* result = op over x (float types), accumulated in double on the CPU and
+   * in fp32 per thread + double across blocks on CUDA. */
+  ftq_status (*reduce)(void *be, ftq_reduce_op op, const void *x, ftq_dtype type, size_t n, double *result);
+
+  /* ---- matrix products ---- */
+  ftq_status (*gemm)(void *be, const ftq_gemm_args *args);
+} ftq_backend;
+
+/* Services libftq gives a backend module: error text and logging, so the
+ * module writes into the same thread-local message and log callback. */
+typedef struct ftq_host_api {
+  int abi;
+  const char *version; /* FTQ_VERSION_STRING of libftq */
+  ftq_status (*verror)(ftq_status status, const char *fmt, va_list ap);
+  void (*log)(const ftq_context *ctx, ftq_log_level level, const char *msg);
+} ftq_host_api;
+
+/* Entry point a CUDA module exports. Returns NULL (with the message set
+ * through host->verror) when the module cannot serve this host. */
+typedef const ftq_backend *(*ftq_backend_entry_fn)(const ftq_host_api *host);
+#define FTQ_BACKEND_ENTRY_NAME "ftq_cuda_module_entry"
+
+/* In libftq: the CPU backend, and the CUDA backend (loads the module on
+ * first use; FTQ_ERR_NO_DEVICE with the reason when it cannot). */
+const ftq_backend *ftq_backend_cpu(void);
+ftq_status ftq_backend_cuda(const ftq_backend **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FTQ_BACKEND_H */

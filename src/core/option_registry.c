@@ -1,0 +1,11 @@
+/* The list of every module's option table. Each module defines its table
+ * next to the code that reads it (FTQ_OPTION_TABLE in core/options.h) and
+ * adds one line here. Registry order is the order of this list. */
+#include "core/options.h"
+
+extern const ftq_option_table ftq_context_options;
+
+const ftq_option_table *const ftq_option_tables[] = {
+    &ftq_context_options,
+};
+const size_t ftq_option_table_count = sizeof(ftq_option_tables) / sizeof(ftq_option_tables[0]);
