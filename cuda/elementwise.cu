@@ -39,9 +39,11 @@ __global__ void convert_kernel(D *dst, const S *src, size_t n) {
     dst[i] = store_f<D>(load_f<S>(src, i));
 }
 
+// Explicit round-to-nearest multiply and add (no FMA contraction) so the
+// result is bit-identical to the CPU backend's.
 __global__ void axpby_kernel(size_t n, float a, const float *x, float b, float *y) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-    y[i] = b == 0.0f ? a * x[i] : a * x[i] + b * y[i];
+    y[i] = b == 0.0f ? __fmul_rn(a, x[i]) : __fadd_rn(__fmul_rn(a, x[i]), __fmul_rn(b, y[i]));
 }
 
 // Combines two partial results; NaN is carried through absmax explicitly

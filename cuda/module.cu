@@ -30,7 +30,7 @@ ftq_status ftq_cuda_status(cudaError_t err, const char *what, const char *file, 
 ftq_status ftq_cublas_status(cublasStatus_t s, const char *what, const char *file, int line) {
   const char *base = strrchr(file, '/');
   return ftq_cuda_error(s == CUBLAS_STATUS_ALLOC_FAILED ? FTQ_ERR_DEVICE_OUT_OF_MEMORY : FTQ_ERR_CUBLAS,
-                        "cuBLAS error %d (%s) in %s at %s:%d", (int)s, cublasGetStatusString(s), what,
+                        "cuBLAS error %d (%s) in %s at %s:%d", (int)s, cublasLtGetStatusString(s), what,
                         base ? base + 1 : file, line);
 }
 

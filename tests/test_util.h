@@ -66,6 +66,22 @@ static int test_checks = 0;
   CHECK_MSG(strstr(ftq_last_error(), (needle)) != NULL, "message \"%s\" lacks \"%s\"", ftq_last_error(), \
             (needle))
 
+/* GPU tests skip only where no GPU can exist: with FTQ_REQUIRE_GPU=1 set,
+ * or an NVIDIA device node present, a CUDA module that fails to load or
+ * finds no device is a failure, not a skip. Returns the exit code to use. */
+static inline int test_gpu_unavailable(const char *name, const char *why) {
+  const char *req = getenv("FTQ_REQUIRE_GPU");
+  FILE *node = fopen("/dev/nvidiactl", "r");
+  int must = (req && *req && strcmp(req, "0") != 0) || node != NULL;
+  if (node) fclose(node);
+  if (must) {
+    fprintf(stderr, "%s: FAILED: a GPU should be usable here but is not: %s\n", name, why);
+    return 1;
+  }
+  printf("%s: SKIP: no CUDA device (%s)\n", name, why);
+  return TEST_SKIP_CODE;
+}
+
 static inline int test_finish(const char *name) {
   if (test_failures) {
     fprintf(stderr, "%s: %d of %d checks FAILED\n", name, test_failures, test_checks);

@@ -58,9 +58,10 @@ static ftq_status cpu_synchronize(void *be) {
 
 static ftq_status cpu_alloc(void *be, size_t bytes, void **ptr) {
   (void)be;
-  /* 64-byte alignment for vector loads; size rounded up as aligned_alloc needs */
-  size_t rounded = (bytes + 63u) & ~(size_t)63u;
-  *ptr = rounded >= bytes ? aligned_alloc(64, rounded) : NULL;
+  /* 256-byte alignment, as cudaMalloc gives (arenas rely on it); size
+   * rounded up as aligned_alloc needs */
+  size_t rounded = (bytes + 255u) & ~(size_t)255u;
+  *ptr = rounded >= bytes ? aligned_alloc(256, rounded) : NULL;
   if (!*ptr) return ftq_error(FTQ_ERR_OUT_OF_MEMORY, "out of host memory (%zu bytes)", bytes);
   return FTQ_OK;
 }

@@ -78,10 +78,7 @@ static void check_gemm(int m, int n, int k, int ta, int tb, int batch, float alp
 int main(void) {
   int ndev = 0;
   REQUIRE_OK(ftq_cuda_device_count(&ndev));
-  if (ndev == 0) {
-    printf("SKIP: no CUDA device (%s)\n", ftq_last_error());
-    return TEST_SKIP_CODE;
-  }
+  if (ndev == 0) return test_gpu_unavailable("test_backend_cuda", ftq_last_error());
   REQUIRE_OK(ftq_context_create("cpu", NULL, &cpu));
   REQUIRE_OK(ftq_context_create("cuda:0", NULL, &gpu));
   printf("device: %s\n", ftq_context_device_name(gpu));

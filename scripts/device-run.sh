@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: build, run the tests (GPU ones included),
+# compute-sanitizer on the GPU tests, and the benchmarks with their peers.
+# Output: a short table last; full logs and JSON under $OUT.
+#
+# usage (on the device, from the repo root): scripts/device-run.sh [steps...]
+#   steps: build test sanitize bench  (default: all)
+# Needs .deps/*.deb (jansson, zlib headers: the device has no package
+# registry) carried with the call; see scripts/fetch-device-deps.sh.
+set -uo pipefail
+OUT=${OUT:-/tmp/ftq-out}
+mkdir -p "$OUT"
+steps=${*:-build test sanitize bench}
+has() { [[ " $steps " == *" $1 "* ]]; }
+deps=/tmp/ftq-deps
+mkdir -p $deps
+for f in .deps/*.deb; do dpkg -x "$f" $deps; done
+# absolute symlinks in the packages (libz.so -> /lib/...) must point inside $deps
+find $deps -type l -lname '/*' | while read -r l; do ln -sfn "$deps$(readlink "$l")" "$l"; done
+libarch=$deps/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=$libarch:${LD_LIBRARY_PATH:-}
+export PATH=/usr/local/cuda/bin:$PATH
+summary=()
+note() { summary+=("$*"); echo ">>> $*"; }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+note "card: $gpu; commit ${FTQ_COMMIT:-?} (the copy has no .git: pass FTQ_COMMIT=...)"
+
+if has build; then
+  t0=$SECONDS
+  cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFTQ_WERROR=ON -DFTQ_BLAS=OFF \
+    -DCMAKE_PREFIX_PATH=$deps/usr -DJANSSON_INCLUDE_DIR=$deps/usr/include -DJANSSON_LIBRARY=$libarch/libjansson.so \
+    -DZLIB_INCLUDE_DIR=$deps/usr/include -DZLIB_LIBRARY=$libarch/libz.so > "$OUT/build.log" 2>&1 \
+    && cmake --build build-dev -j 16 >> "$OUT/build.log" 2>&1
+  rc=$?
+  note "build: rc=$rc ($((SECONDS - t0)) s)"
+  [ $rc -eq 0 ] || { tail -n 60 "$OUT/build.log"; exit 1; }
+fi
+
+export FTQ_CUDA_MODULE=$PWD/build-dev/libftq-cuda.so
+export FTQ_REQUIRE_GPU=1  # a GPU test that cannot reach the GPU fails here
+if has test; then
+  build-dev/bin/ftq-info | head -12
+  ctest --test-dir build-dev --output-on-failure -j 8 > "$OUT/ctest.log" 2>&1
+  rc=$?
+  note "ctest (all labels): rc=$rc; $(grep -E 'tests passed|tests failed' "$OUT/ctest.log")"
+  grep -E "Skipped|Failed|\*\*\*" "$OUT/ctest.log" | head -20
+  [ $rc -eq 0 ] || grep -B5 -A30 "FAILED\|Failed" "$OUT/ctest.log" | tail -60
+fi
+
+if has sanitize; then
+  for t in build-dev/tests/test_backend_cuda $(ls build-dev/tests/test_*_cuda 2>/dev/null | grep -v backend_cuda); do
+    for tool in memcheck racecheck; do
+      log=/tmp/sanitize-$tool-$(basename "$t").log
+      compute-sanitizer --tool $tool --report-api-errors no --error-exitcode 9 "$t" > "$log" 2>&1
+      rc=$?
+      note "compute-sanitizer $tool $(basename "$t"): rc=$rc $(grep -E 'ERROR SUMMARY' "$log" | tail -1)"
+      { echo "##### $tool $t (rc=$rc)"; cat "$log"; } >> "$OUT/sanitize.log"
+      grep -E "^========= (Invalid|Program hit|Race|Error)" "$log" | sort | uniq -c | head -10
+    done
+  done
+fi
+
+if has bench; then
+  build-dev/bin/bench_gemm cuda:0 > "$OUT/bench_gemm.jsonl" 2>> "$OUT/bench.err"
+  note "bench_gemm rc=$?"
+  python3 bench/peer/gemm_torch.py > "$OUT/peer_gemm_torch.jsonl" 2>> "$OUT/bench.err"
+  note "peer gemm (torch) rc=$?"
+  python3 - "$OUT/bench_gemm.jsonl" "$OUT/peer_gemm_torch.jsonl" <<'PY'
+import json, sys
+ours = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+peer = {(r["dtype"], r["m"], r["n"], r["k"]): r for r in (json.loads(l) for l in open(sys.argv[2]) if l.startswith("{"))}
+print(f"{'dtype':5} {'m':>5} {'n':>6} {'k':>6} {'libftq TF/s':>12} {'torch TF/s':>11}")
+for r in ours:
+    p = peer.get((r["dtype"], r["m"], r["n"], r["k"]))
+    print(f"{r['dtype']:5} {r['m']:5} {r['n']:6} {r['k']:6} {r['tflops']:12.1f} {p['tflops'] if p else float('nan'):11.1f}")
+PY
+fi
+
+echo
+echo "===== summary ====="
+printf '%s\n' "${summary[@]}"
