@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define FTQ_BACKEND_ABI 1
+#define FTQ_BACKEND_ABI 2
 
 typedef enum ftq_copy_kind {
   FTQ_COPY_H2D = 0, /* host -> device */
@@ -62,6 +62,109 @@ typedef struct ftq_gemm_args {
   int64_t ldc, stride_c;
   int64_t batch; /* >= 1 */
 } ftq_gemm_args;
+
+struct ftq_qtensor; /* quant/qtensor.h: a (possibly) quantized weight */
+
+/* ---- model operations -------------------------------------------------
+ * The Llama graph (src/model) runs through the operations below, defined
+ * where a fast backend fuses. Activations and gradients are f32, row-major,
+ * one row per token. A backend that lacks one leaves its entry NULL and the
+ * graph refuses with FTQ_ERR_UNSUPPORTED naming it. */
+
+/* Quantized linear with LoRA, y = x W^T + bias + scaling * B(A(dropout(x))).
+ * W is a frozen ftq_qtensor [out, in] of any scheme; A [r, in] and B [out, r]
+ * are the f32 LoRA parameters. The dropout mask keeps element e = row*in +
+ * col of x iff ftq_rng_uniform(seed, stream, e) >= dropout, scaling kept
+ * values by 1/(1 - dropout), so it is the same on every backend and on
+ * recomputation. r == 0 means no LoRA on this projection. */
+typedef struct ftq_linear_args {
+  int64_t n;                   /* tokens (rows of x) */
+  int64_t in, out;
+  const struct ftq_qtensor *w; /* [out, in] */
+  const void *bias;            /* [out] of bias_type, or NULL */
+  ftq_dtype bias_type;
+  int64_t r;                   /* LoRA rank; 0: none */
+  const float *lora_a;         /* [r, in] */
+  const float *lora_b;         /* [out, r] */
+  float scaling;
+  float dropout;               /* in [0, 1) */
+  uint64_t seed, stream;
+  const float *x;              /* [n, in] */
+  float *t;                    /* [n, r]: dropout(x) A^T; forward writes it, backward reads it */
+  /* forward */
+  float *y;                    /* [n, out]; NULL: only t (for recomputation) */
+  /* backward */
+  const float *dy;             /* [n, out] */
+  float *dx;                   /* [n, in], or NULL when not needed */
+  int accumulate_dx;           /* dx += ... instead of dx = ... */
+  float *grad_a, *grad_b;      /* += dL/dA, dL/dB; NULL: not wanted */
+  void *work;                  /* scratch of ftq_linear_work_bytes() bytes */
+  size_t work_bytes;
+} ftq_linear_args;
+
+/* Scratch a linear operation may use: the dequantized weight, the dropped
+ * input and dy B, in f32. */
+static inline size_t ftq_linear_work_bytes(int64_t n, int64_t in, int64_t out, int64_t r) {
+  return 4u * ((size_t)out * (size_t)in + (size_t)n * (size_t)in + (size_t)n * (size_t)r) + 3u * 256u;
+}
+
+/* Causal self-attention over rotated q/k (GQA: query head h reads kv head
+ * h / (n_heads / n_kv_heads)). Row b of the batch holds q_len queries and
+ * kv_len >= q_len keys; query i sits at key index kv_len - q_len + i and
+ * sees key j iff j <= that index, key_valid[b, j] != 0 (right padding) and
+ * seq_ids[b, j] == seq_ids[b, index] (packed sequences). A query that sees
+ * no key gets a zero output. Scores are scale * q.k, softmax in f32. */
+typedef struct ftq_attention_args {
+  int64_t batch, q_len, kv_len;
+  int64_t n_heads, n_kv_heads, head_dim;
+  float scale;
+  const float *q;              /* [batch, q_len, n_heads * head_dim] */
+  const float *k, *v;          /* [batch, kv_stride rows, n_kv_heads * head_dim] */
+  int64_t kv_stride;           /* rows between batch items of k/v (>= kv_len) */
+  const int32_t *key_valid;    /* [batch, kv_len] or NULL: every key valid */
+  const int32_t *seq_ids;      /* [batch, kv_len] or NULL: one sequence per row */
+  float *out;                  /* [batch, q_len, n_heads * head_dim] */
+  float *lse;                  /* [batch, q_len, n_heads] log-sum-exp, saved for backward; may be NULL in forward */
+  /* backward (kv_len == q_len, kv_stride == kv_len) */
+  const float *dout;
+  float *dq, *dk, *dv;         /* written (not accumulated), shapes of q, k, v */
+  void *work;                  /* scratch of ftq_attention_work_bytes() bytes */
+  size_t work_bytes;
+} ftq_attention_args;
+
+static inline size_t ftq_attention_work_bytes(int64_t batch, int64_t q_len, int64_t kv_len, int64_t n_heads,
+                                              int threads) {
+  (void)batch;
+  (void)n_heads;
+  return 4u * (size_t)(threads > 0 ? threads : 1) * (2u * (size_t)kv_len + (size_t)q_len) + 256u;
+}
+
+/* LM head + cross-entropy, chunked over the vocabulary so the [n, vocab]
+ * logits never exist at once: logits = h W^T (W [vocab, dim] of w_type);
+ * for every target t_i != -100, loss_i = logsumexp(logits_i) - logits_i[t_i].
+ * Backward in the same call: dh = grad_scale * (softmax - onehot) W over the
+ * counted rows (zero elsewhere). With `logits` set, writes the full logits
+ * instead (inference; targets may then be NULL). */
+typedef struct ftq_lm_head_args {
+  int64_t n, dim, vocab;
+  const float *h;              /* [n, dim] */
+  const void *w;               /* [vocab, dim] */
+  ftq_dtype w_type;
+  const int32_t *targets;      /* [n], -100 = ignored; NULL: no loss */
+  float grad_scale;            /* dL/d(loss sum), e.g. 1 / counted tokens */
+  double *loss_sum;            /* host: sum of loss_i over counted rows */
+  int64_t *count;              /* host: counted rows */
+  float *token_loss;           /* [n] loss_i (0 where ignored), or NULL */
+  float *dh;                   /* [n, dim] written, or NULL: no backward */
+  float *logits;               /* [n, vocab] or NULL */
+  int64_t vocab_chunk;         /* columns per chunk */
+  void *work;                  /* scratch of ftq_lm_head_work_bytes() bytes */
+  size_t work_bytes;
+} ftq_lm_head_args;
+
+static inline size_t ftq_lm_head_work_bytes(int64_t n, int64_t dim, int64_t vocab_chunk) {
+  return 4u * ((size_t)vocab_chunk * (size_t)dim + (size_t)n * (size_t)vocab_chunk) + 8u * 4u * (size_t)n + 3u * 256u;
+}
 
 /* What a backend needs to set a context up. */
 typedef struct ftq_backend_config {
@@ -106,6 +209,36 @@ typedef struct ftq_backend {
 
   /* ---- matrix products ---- */
   ftq_status (*gemm)(void *be, const ftq_gemm_args *args);
+
+  /* ---- model operations (see the argument structs above) ---- */
+  /* out[i, :] = f32(table[ids[i], :]); ids outside [0, vocab) are an error. */
+  ftq_status (*embedding)(void *be, const int32_t *ids, int64_t n, const void *table, ftq_dtype table_type,
+                          int64_t vocab, int64_t dim, float *out);
+  /* RMSNorm with the residual add in front: with delta, sum = x + delta
+   * (sum may alias x) and s = sum, else s = x; rstd = 1 / sqrt(mean(s^2) +
+   * eps) and y = w * (s * rstd), as HF's LlamaRMSNorm in f32. rstd [rows]
+   * may be NULL. */
+  ftq_status (*rmsnorm)(void *be, int64_t rows, int64_t dim, float eps, const float *x, const float *delta,
+                        float *sum, const void *w, ftq_dtype w_type, float *y, float *rstd);
+  /* dx (+)= d(RMSNorm)/dx . dy at x with the saved rstd. */
+  ftq_status (*rmsnorm_backward)(void *be, int64_t rows, int64_t dim, const float *x, const void *w,
+                                 ftq_dtype w_type, const float *rstd, const float *dy, float *dx, int accumulate);
+  ftq_status (*linear)(void *be, const ftq_linear_args *args);
+  ftq_status (*linear_backward)(void *be, const ftq_linear_args *args);
+  /* Rotary embedding in place on x [n, row_stride] holding n_heads heads of
+   * head_dim from column 0: pairs (i, i + head_dim/2) rotate by angle
+   * f32(positions[t]) * inv_freq[i] (HF's rotate_half). inverse != 0 rotates
+   * back (the backward of the forward rotation). */
+  ftq_status (*rope)(void *be, float *x, int64_t n, int64_t row_stride, int64_t n_heads, int64_t head_dim,
+                     const int32_t *positions, const float *inv_freq, int inverse);
+  ftq_status (*attention)(void *be, const ftq_attention_args *args);
+  ftq_status (*attention_backward)(void *be, const ftq_attention_args *args);
+  /* out = silu(gate) * up over n elements; the backward may write dgate
+   * over gate and dup over up. */
+  ftq_status (*swiglu)(void *be, size_t n, const float *gate, const float *up, float *out);
+  ftq_status (*swiglu_backward)(void *be, size_t n, const float *gate, const float *up, const float *dout,
+                                float *dgate, float *dup);
+  ftq_status (*lm_head)(void *be, const ftq_lm_head_args *args);
 } ftq_backend;
 
 /* Services libftq gives a backend module: error text and logging, so the

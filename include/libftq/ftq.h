@@ -20,5 +20,7 @@
 #include "ftq_status.h"
 #include "ftq_options.h"
 #include "ftq_context.h"
+#include "ftq_lora.h"
+#include "ftq_generate.h"
 
 #endif /* LIBFTQ_FTQ_H */

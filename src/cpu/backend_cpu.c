@@ -179,6 +179,17 @@ static const ftq_backend cpu_backend = {
     .axpby = cpu_axpby,
     .reduce = cpu_reduce,
     .gemm = ftq_cpu_gemm,
+    .embedding = ftq_cpu_embedding,
+    .rmsnorm = ftq_cpu_rmsnorm,
+    .rmsnorm_backward = ftq_cpu_rmsnorm_backward,
+    .linear = ftq_cpu_linear,
+    .linear_backward = ftq_cpu_linear_backward,
+    .rope = ftq_cpu_rope,
+    .attention = ftq_cpu_attention,
+    .attention_backward = ftq_cpu_attention_backward,
+    .swiglu = ftq_cpu_swiglu,
+    .swiglu_backward = ftq_cpu_swiglu_backward,
+    .lm_head = ftq_cpu_lm_head,
 };
 
 const ftq_backend *ftq_backend_cpu(void) { return &cpu_backend; }

@@ -43,6 +43,7 @@ struct ftq_model {
   ftq_layer *layers;         /* [num_hidden_layers] */
   ftq_tensor final_norm;     /* model.norm.weight [hidden] */
   ftq_tensor lm_head;        /* lm_head.weight [vocab, hidden]; data NULL when tied */
+  struct ftq_lora *active_lora; /* adapter the graph applies, or NULL (src/lora; not owned) */
 };
 
 #ifdef __cplusplus

@@ -1,0 +1,202 @@
+/* The CPU graph against PyTorch + transformers + PEFT (tests/ref/model,
+ * written by gen_ref.py): logits, loss, every LoRA gradient and the gradient
+ * of the input embeddings, with and without the adapter, with and without
+ * gradient checkpointing (which must give bit-identical results), KV-cache
+ * decoding against the full forward's logits, and greedy generation against
+ * transformers' generate(). Built twice: unquantized base weights, and
+ * (REF_NF4) bitsandbytes NF4 base weights, which skips while
+ * ftq_qtensor_dequantize cannot decode NF4. Prints the worst relative
+ * error of every tensor. */
+#include "libftq/ftq_generate.h"
+#include "ref_model.h"
+
+#define TOL 1e-5     /* relative Frobenius error per tensor */
+#define TOL_GRAD 2e-5
+
+static double worst_seen = 0.0, worst_f32 = 0.0;
+static const ref_file *cur_ref;
+
+/* Relative error against PyTorch's float64 result (checked), and against
+ * PyTorch's float32 result under the key "f32.<key>" (reported: how close
+ * the two f32 computations are). */
+static void compare_key(const char *file, const char *what, const float *got, const float *ref, size_t n,
+                        double tol, const char *key) {
+  double e = test_rel_error_f32(got, ref, n), e32 = -1;
+  char k32[256];
+  ref_tensor t32;
+  snprintf(k32, sizeof k32, "f32.%s", key ? key : "");
+  if (key && ref_get(cur_ref, k32, &t32) && (size_t)t32.numel == n) {
+    e32 = test_rel_error_f32(got, t32.data, n);
+    if (e32 > worst_f32) worst_f32 = e32;
+  }
+  if (e > worst_seen) worst_seen = e;
+  if (e32 >= 0)
+    printf("  %-18s %-62s %.2e  (vs torch f32 %.2e)%s\n", file, what, e, e32, e <= tol ? "" : "  <-- FAIL");
+  else
+    printf("  %-18s %-62s %.2e%s\n", file, what, e, e <= tol ? "" : "  <-- FAIL");
+  CHECK_MSG(e <= tol, "%s: %s: relative error %.3g > %.1g", file, what, e, tol);
+  CHECK_MSG(e32 <= tol, "%s: %s: relative error to torch f32 %.3g > %.1g", file, what, e32, tol);
+}
+#define compare(file, what, got, ref, n, tol) compare_key(file, what, got, ref, n, tol, NULL)
+
+static int run_file(ftq_context *ctx, const char *path, int nf4) {
+  ref_file r;
+  if (!ref_open(&r, path)) {
+    CHECK_MSG(0, "cannot read %s", path);
+    return 0;
+  }
+  const char *file = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+  cur_ref = &r;
+  struct ftq_model *m = NULL;
+  REQUIRE_OK(ref_model_load(ctx, &r, nf4, &m));
+  const ftq_model_config *c = &m->cfg;
+  if (nf4) { /* NF4 decoding comes from the quantizer (issue 4) */
+    float *probe = malloc(sizeof(float) * (size_t)ftq_qtensor_numel(&m->layers[0].proj[0]));
+    ftq_status st = ftq_qtensor_dequantize(&m->layers[0].proj[0], FTQ_DTYPE_F32, probe);
+    free(probe);
+    if (st == FTQ_ERR_UNSUPPORTED) {
+      printf("test_model_ref_nf4: SKIP: %s\n", ftq_last_error());
+      ftq_model_free(m);
+      ref_close(&r);
+      return -1;
+    }
+  }
+  /* rotary frequencies */
+  float inv[64];
+  ftq_rope_inv_freq(c, inv);
+  ref_tensor rinv = ref_need(&r, "rope.inv_freq");
+  compare(file, "rope.inv_freq", inv, rinv.data, (size_t)rinv.numel, 1e-7);
+
+  ftq_lora *lora = NULL;
+  REQUIRE_OK(ref_lora_load(m, &r, &lora));
+  REQUIRE_OK(ftq_lora_set_active(lora, 1));
+  ftq_batch b;
+  ref_batch(&r, &b);
+  const size_t T = (size_t)(b.n_rows * b.seq_len), V = (size_t)c->vocab_size, H = (size_t)c->hidden_size;
+  float *logits = malloc(sizeof(float) * T * V);
+  ftq_graph_settings s = {0};
+  s.training = 1;
+  ftq_graph_result res;
+  CHECK_OK(ftq_graph_forward(m, &b, &s, &res, NULL, logits));
+  ref_tensor rl = ref_need(&r, "logits");
+  compare_key(file, "logits (with adapter)", logits, rl.data, T * V, TOL, "logits");
+  float loss_f = (float)res.loss, ref_loss = *(const float *)ref_need(&r, "loss").data;
+  compare_key(file, "loss (forward only)", &loss_f, &ref_loss, 1, TOL, "loss");
+
+  /* forward + backward, then the same with gradient checkpointing */
+  float *demb = malloc(sizeof(float) * T * H), *demb2 = malloc(sizeof(float) * T * H);
+  size_t nt = ftq_lora_tensor_count(lora);
+  float **g1 = calloc(nt, sizeof *g1);
+  REQUIRE_OK(ftq_lora_zero_grad(lora));
+  CHECK_OK(ftq_graph_forward_backward(m, &b, &s, &res, NULL, demb));
+  loss_f = (float)res.loss;
+  compare_key(file, "loss", &loss_f, &ref_loss, 1, TOL, "loss");
+  compare_key(file, "grad inputs_embeds", demb, ref_need(&r, "grad.inputs_embeds").data, T * H, TOL_GRAD,
+              "grad.inputs_embeds");
+  json_t *names = json_object_get(r.config, "lora_tensors");
+  for (size_t i = 0; i < nt; i++) {
+    const char *nm = json_string_value(json_array_get(names, i));
+    char key[256];
+    snprintf(key, sizeof key, "grad.%s", nm);
+    ref_tensor rg = ref_need(&r, key);
+    g1[i] = malloc(sizeof(float) * (size_t)rg.numel);
+    CHECK_OK(ftq_lora_get_grad(lora, i, g1[i], (size_t)rg.numel));
+    compare_key(file, key + 5, g1[i], rg.data, (size_t)rg.numel, TOL_GRAD, key);
+  }
+  REQUIRE_OK(ftq_lora_zero_grad(lora));
+  s.gradient_checkpointing = 1;
+  ftq_graph_result res2;
+  CHECK_OK(ftq_graph_forward_backward(m, &b, &s, &res2, NULL, demb2));
+  CHECK_MSG(res2.loss == res.loss, "%s: checkpointed loss %.9g != %.9g", file, res2.loss, res.loss);
+  CHECK_MSG(memcmp(demb, demb2, sizeof(float) * T * H) == 0, "%s: checkpointed d_embeddings differ", file);
+  for (size_t i = 0; i < nt; i++) {
+    int64_t shape[2];
+    ftq_lora_tensor_info(lora, i, NULL, 0, shape);
+    size_t n = (size_t)(shape[0] * shape[1]);
+    float *g2 = malloc(sizeof(float) * n);
+    CHECK_OK(ftq_lora_get_grad(lora, i, g2, n));
+    CHECK_MSG(memcmp(g1[i], g2, sizeof(float) * n) == 0, "%s: checkpointed gradient of tensor %zu differs", file, i);
+    free(g2);
+  }
+  s.gradient_checkpointing = 0;
+
+  /* KV-cache decoding of row 0 one token at a time = the full forward */
+  ftq_kv_cache *kv;
+  REQUIRE_OK(ftq_kv_cache_create(m, b.seq_len, &kv));
+  float *step_logits = malloc(sizeof(float) * (size_t)b.seq_len * V);
+  CHECK_OK(ftq_graph_decode(m, kv, b.input_ids, 5, NULL, step_logits)); /* a prefill of 5 */
+  for (int64_t t = 5; t < b.seq_len; t++)
+    CHECK_OK(ftq_graph_decode(m, kv, b.input_ids + t, 1, step_logits + (size_t)t * V, NULL));
+  compare(file, "logits row 0 by KV-cache decoding", step_logits, rl.data, (size_t)b.seq_len * V, TOL);
+  ftq_kv_cache_destroy(kv);
+
+  /* greedy generation against transformers' generate() */
+  ftq_options *go;
+  REQUIRE_OK(ftq_options_create(&go));
+  ref_tensor gl = ref_need(&r, "generate.lora"), gb = ref_need(&r, "generate.base");
+  REQUIRE_OK(ftq_options_set_int(go, "max_new_tokens", gl.numel));
+  int32_t out[64];
+  size_t n_out = 0;
+  int reason = -1;
+  CHECK_OK(ftq_model_generate(m, b.input_ids, 6, go, 0, NULL, 0, NULL, NULL, out, 64, &n_out, &reason));
+  CHECK_MSG(n_out == (size_t)gl.numel && memcmp(out, gl.data, n_out * 4) == 0,
+            "%s: greedy generation with the adapter differs from transformers", file);
+  printf("  %-16s %-64s %s\n", file, "greedy generation (adapter) = transformers", n_out == (size_t)gl.numel &&
+         memcmp(out, gl.data, n_out * 4) == 0 ? "yes" : "NO");
+
+  /* without the adapter */
+  REQUIRE_OK(ftq_lora_set_active(lora, 0));
+  CHECK_OK(ftq_graph_forward(m, &b, &s, NULL, NULL, logits));
+  compare_key(file, "logits (base model, adapter inactive)", logits, ref_need(&r, "logits.base").data, T * V, TOL,
+              "logits.base");
+  CHECK_OK(ftq_model_generate(m, b.input_ids, 6, go, 0, NULL, 0, NULL, NULL, out, 64, &n_out, &reason));
+  CHECK_MSG(n_out == (size_t)gb.numel && memcmp(out, gb.data, n_out * 4) == 0,
+            "%s: greedy generation without the adapter differs from transformers", file);
+  printf("  %-16s %-64s %s\n", file, "greedy generation (base) = transformers", n_out == (size_t)gb.numel &&
+         memcmp(out, gb.data, n_out * 4) == 0 ? "yes" : "NO");
+  ftq_options_destroy(go);
+
+  for (size_t i = 0; i < nt; i++) free(g1[i]);
+  free(g1);
+  free(step_logits);
+  free(demb);
+  free(demb2);
+  free(logits);
+  ftq_lora_destroy(lora);
+  ftq_model_free(m);
+  ref_close(&r);
+  return 1;
+}
+
+int main(void) {
+#ifdef REF_NF4
+  const char *files[] = {"tests/ref/model/gqa_nf4.safetensors", "tests/ref/model/llama3_nf4.safetensors"};
+  const int nf4 = 1;
+  const char *name = "test_model_ref_nf4";
+#else
+  const char *files[] = {"tests/ref/model/gqa.safetensors", "tests/ref/model/tied.safetensors",
+                         "tests/ref/model/llama3.safetensors"};
+  const int nf4 = 0;
+  const char *name = "test_model_ref";
+#endif
+  ftq_options *o;
+  REQUIRE_OK(ftq_options_create(&o));
+  REQUIRE_OK(ftq_options_set_int(o, "num_threads", 2));
+  ftq_context *ctx;
+  REQUIRE_OK(ftq_context_create("cpu", o, &ctx));
+  ftq_options_destroy(o);
+  int ran = 0;
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    int r = run_file(ctx, files[i], nf4);
+    if (r < 0) {
+      ftq_context_destroy(ctx);
+      return TEST_SKIP_CODE;
+    }
+    ran += r;
+  }
+  CHECK(ran == (int)(sizeof files / sizeof files[0]));
+  printf("%s: worst relative error over every tensor: %.2e against PyTorch float64 (%.2e against PyTorch float32)\n",
+         name, worst_seen, worst_f32);
+  ftq_context_destroy(ctx);
+  return test_finish(name);
+}
