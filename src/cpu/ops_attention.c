@@ -1,7 +1,7 @@
 /* CPU backend: rotary embedding and causal GQA attention (forward and
  * backward) over rotated q/k, with right-padding and packed-sequence masks.
- * Scores are recomputed in the backward from the saved log-sum-exp, as
- * flash attention does, so no [q_len x kv_len] matrix is ever stored. */
+ * The backward recomputes each query's scores and softmax, as flash
+ * attention does, so no [q_len x kv_len] matrix is ever stored. */
 #include <math.h>
 #include <string.h>
 
@@ -177,23 +177,38 @@ static void attn_bwd_items(void *arg, size_t i0, size_t i1, int worker) {
         const float *q = a->q + qrow, *dout = a->dout + qrow;
         float *dq = a->dq + qrow;
         memset(dq, 0, sizeof(float) * (size_t)D);
-        const float lse = a->lse[(krow0 + (size_t)i) * (size_t)H + (size_t)h];
-        if (lse == -INFINITY) continue;
-        double dsum = 0.0;
+        if (a->lse[(krow0 + (size_t)i) * (size_t)H + (size_t)h] == -INFINITY) continue; /* sees no key */
+        /* the probabilities exactly as the forward computed them (recomputing
+         * from the f32 log-sum-exp would cost accuracy the reference keeps) */
+        float m = -INFINITY;
         for (int64_t j = 0; j <= i; j++) {
           if (!key_visible(a, b, i, j)) {
-            p[j] = 0.0f;
-            dp[j] = 0.0f;
+            p[j] = -INFINITY;
             continue;
           }
-          p[j] = expf(dotf(q, kbase + (size_t)j * (size_t)kvdim, D) * a->scale - lse);
+          p[j] = dotf(q, kbase + (size_t)j * (size_t)kvdim, D) * a->scale;
+          if (p[j] > m) m = p[j];
+        }
+        double sum = 0.0;
+        for (int64_t j = 0; j <= i; j++) {
+          if (p[j] == -INFINITY) continue;
+          p[j] = expf(p[j] - m);
+          sum += p[j];
+        }
+        const float inv = (float)(1.0 / sum);
+        double dsum = 0.0;
+        for (int64_t j = 0; j <= i; j++) {
+          if (p[j] == -INFINITY) {
+            p[j] = 0.0f;
+            continue;
+          }
+          p[j] *= inv;
           dp[j] = dotf(dout, vbase + (size_t)j * (size_t)kvdim, D);
           dsum += (double)p[j] * dp[j];
         }
-        const float di = (float)dsum;
         for (int64_t j = 0; j <= i; j++) {
           if (p[j] == 0.0f) continue;
-          const float ds = p[j] * (dp[j] - di) * a->scale;
+          const float ds = (float)((double)p[j] * ((double)dp[j] - dsum)) * a->scale;
           const float *kj = kbase + (size_t)j * (size_t)kvdim;
           float *dkj = dkbase + (size_t)j * (size_t)kvdim, *dvj = dvbase + (size_t)j * (size_t)kvdim;
           for (int64_t d = 0; d < D; d++) {

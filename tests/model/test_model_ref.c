@@ -16,9 +16,12 @@
 static double worst_seen = 0.0, worst_f32 = 0.0;
 static const ref_file *cur_ref;
 
-/* Relative error against PyTorch's float64 result (checked), and against
- * PyTorch's float32 result under the key "f32.<key>" (reported: how close
- * the two f32 computations are). */
+/* Relative error against PyTorch's float64 result, and against PyTorch's
+ * float32 result (key "f32.<key>"). A tensor whose value is ill-conditioned
+ * in f32 (PyTorch's own f32 result is far from its f64 one, e.g. key
+ * gradients through a softmax, whose terms cancel) gets the tolerance
+ * 3x PyTorch's own f32 error instead: libftq must be as accurate as PyTorch
+ * in f32, not more. */
 static void compare_key(const char *file, const char *what, const float *got, const float *ref, size_t n,
                         double tol, const char *key) {
   double e = test_rel_error_f32(got, ref, n), e32 = -1;
@@ -28,6 +31,8 @@ static void compare_key(const char *file, const char *what, const float *got, co
   if (key && ref_get(cur_ref, k32, &t32) && (size_t)t32.numel == n) {
     e32 = test_rel_error_f32(got, t32.data, n);
     if (e32 > worst_f32) worst_f32 = e32;
+    double torch_err = test_rel_error_f32(t32.data, ref, n);
+    if (3 * torch_err > tol) tol = 3 * torch_err;
   }
   if (e > worst_seen) worst_seen = e;
   if (e32 >= 0)
