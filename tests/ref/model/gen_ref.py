@@ -214,8 +214,43 @@ def run(name, c, rng, nf4):
     print("wrote %s: loss %.6f, %d tensors, %d bytes" % (path, float(out["loss"][0]), len(out), os.path.getsize(path)))
 
 
+def sampling_reference():
+    """transformers' logits processors (generation/logits_process.py) on fixed scores."""
+    from transformers.generation.logits_process import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
+                                                        TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+    rng = np.random.default_rng(77)
+    vocab = 64
+    out = {}
+    cases = [dict(repetition_penalty=1.3), dict(temperature=0.7, top_k=5), dict(top_p=0.8),
+             dict(temperature=1.5, top_k=10, top_p=0.9, repetition_penalty=1.2), dict(top_p=0.3, top_k=0),
+             dict(temperature=0.5, top_p=0.95)]
+    history = rng.integers(0, vocab, size=12).astype(np.int64)
+    history[3] = history[7]  # a repeated id is penalised once
+    scores = (0.6 * rng.standard_normal(vocab)).astype(np.float32)
+    out["history"] = history.astype(np.int32)
+    out["scores"] = scores
+    for i, cs in enumerate(cases):
+        procs = LogitsProcessorList()
+        if cs.get("repetition_penalty", 1.0) != 1.0:
+            procs.append(RepetitionPenaltyLogitsProcessor(cs["repetition_penalty"]))
+        if cs.get("temperature", 1.0) != 1.0:
+            procs.append(TemperatureLogitsWarper(cs["temperature"]))
+        if cs.get("top_k", 0):
+            procs.append(TopKLogitsWarper(cs["top_k"]))
+        if cs.get("top_p", 1.0) < 1.0:
+            procs.append(TopPLogitsWarper(cs["top_p"]))
+        res = procs(torch.from_numpy(history)[None], torch.from_numpy(scores.copy())[None])[0].numpy()
+        out["case%d" % i] = res.astype(np.float32)
+        out["case%d.params" % i] = np.array([cs.get("temperature", 1.0), cs.get("top_k", 0), cs.get("top_p", 1.0),
+                                             cs.get("repetition_penalty", 1.0)], np.float64)
+    path = os.path.join(OUT, "sampling.safetensors")
+    save_file(out, path, metadata={"config": json.dumps({"cases": len(cases), "vocab": vocab})})
+    print("wrote %s" % path)
+
+
 def main():
     torch.set_num_threads(1)
+    sampling_reference()
     for name, c in CONFIGS.items():
         run(name, c, np.random.default_rng(1234), False)
         if c["nf4"]:
