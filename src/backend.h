@@ -91,6 +91,9 @@ typedef struct ftq_linear_args {
   uint64_t seed, stream;
   const float *x;              /* [n, in] */
   float *t;                    /* [n, r]: dropout(x) A^T; forward writes it, backward reads it */
+  uint8_t *mask;               /* dropout keep bits, rows of (in + 7) / 8 bytes (bit c % 8 of byte c / 8):
+                                  the forward writes them and the backward reads them when non-NULL
+                                  (else the backward regenerates the mask); see ftq_dropout_mask_bytes */
   /* forward */
   float *y;                    /* [n, out]; NULL: only t (for recomputation) */
   /* backward */
@@ -102,10 +105,15 @@ typedef struct ftq_linear_args {
   size_t work_bytes;
 } ftq_linear_args;
 
-/* Scratch a linear operation may use: the dequantized weight, the dropped
- * input and dy B, in f32. */
-static inline size_t ftq_linear_work_bytes(int64_t n, int64_t in, int64_t out, int64_t r) {
-  return 4u * ((size_t)out * (size_t)in + (size_t)n * (size_t)in + (size_t)n * (size_t)r) + 3u * 256u;
+/* Bytes of a linear operation's dropout keep bits for n rows of in inputs. */
+static inline size_t ftq_dropout_mask_bytes(int64_t n, int64_t in) { return (size_t)n * (((size_t)in + 7u) / 8u); }
+
+/* Scratch a linear operation may use, in f32 and in this order: the
+ * dropped input [n, in], dy B [n, r], and (dequantize != 0: the weight is
+ * not an unquantized f32 tensor) the dequantized weight [out, in]. */
+static inline size_t ftq_linear_work_bytes(int64_t n, int64_t in, int64_t out, int64_t r, int dequantize) {
+  return 4u * ((size_t)n * (size_t)in + (size_t)n * (size_t)r + (dequantize ? (size_t)out * (size_t)in : 0u)) +
+         3u * 256u;
 }
 
 /* Causal self-attention over rotated q/k (GQA: query head h reads kv head
@@ -132,11 +140,18 @@ typedef struct ftq_attention_args {
   size_t work_bytes;
 } ftq_attention_args;
 
-static inline size_t ftq_attention_work_bytes(int64_t batch, int64_t q_len, int64_t kv_len, int64_t n_heads,
-                                              int threads) {
-  (void)batch;
-  (void)n_heads;
-  return 4u * (size_t)(threads > 0 ? threads : 1) * (2u * (size_t)kv_len + (size_t)q_len) + 256u;
+/* Queries per block of the attention's scratch: a block's scores are
+ * [block, kv_len] f32. */
+static inline int64_t ftq_attention_q_block(int64_t q_len, int64_t kv_len) {
+  int64_t b = (int64_t)((1u << 20) / (size_t)(kv_len > 0 ? kv_len : 1));
+  if (b < 16) b = 16;
+  return b < q_len ? b : (q_len > 0 ? q_len : 1);
+}
+
+/* Scratch of the attention: two [block, kv_len] f32 score matrices. */
+static inline size_t ftq_attention_work_bytes(int64_t q_len, int64_t kv_len) {
+  size_t b = (size_t)ftq_attention_q_block(q_len, kv_len);
+  return 8u * b * (size_t)(kv_len > 0 ? kv_len : 1) + 256u;
 }
 
 /* LM head + cross-entropy, chunked over the vocabulary so the [n, vocab]
@@ -162,8 +177,12 @@ typedef struct ftq_lm_head_args {
   size_t work_bytes;
 } ftq_lm_head_args;
 
-static inline size_t ftq_lm_head_work_bytes(int64_t n, int64_t dim, int64_t vocab_chunk) {
-  return 4u * ((size_t)vocab_chunk * (size_t)dim + (size_t)n * (size_t)vocab_chunk) + 8u * 4u * (size_t)n + 3u * 256u;
+/* Scratch of the LM head, in this order: an [n, vocab_chunk] f32 slice of
+ * logits, 4 doubles per row, and (w_type not f32) a chunk of the weight
+ * converted to f32 [vocab_chunk, dim]. */
+static inline size_t ftq_lm_head_work_bytes(int64_t n, int64_t dim, int64_t vocab_chunk, ftq_dtype w_type) {
+  return 4u * (size_t)n * (size_t)vocab_chunk + 8u * 4u * (size_t)n +
+         (w_type != FTQ_DTYPE_F32 ? 4u * (size_t)vocab_chunk * (size_t)dim : 0u) + 3u * 256u;
 }
 
 /* What a backend needs to set a context up. */

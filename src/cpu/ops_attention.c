@@ -1,7 +1,11 @@
 /* CPU backend: rotary embedding and causal GQA attention (forward and
  * backward) over rotated q/k, with right-padding and packed-sequence masks.
- * The backward recomputes each query's scores and softmax, as flash
- * attention does, so no [q_len x kv_len] matrix is ever stored. */
+ * Per (batch row, head) and block of queries, the scores are one BLAS GEMM
+ * (only up to the block's last visible key), the masked softmax runs over
+ * rows on the thread pool, and P V, dP = dO V^T, dQ = dS K, dK += dS^T Q,
+ * dV += P^T dO are GEMMs again. The backward recomputes the block's softmax
+ * exactly as the forward did (same GEMM shapes, same code), so no
+ * [q_len x kv_len] matrix is ever kept between the passes. */
 #include <math.h>
 #include <string.h>
 
@@ -57,69 +61,72 @@ ftq_status ftq_cpu_rope(void *be, float *x, int64_t n, int64_t row_stride, int64
 /* ---------------------------------------------------------------------- */
 /* attention                                                                */
 
-typedef struct attn_job {
+static ftq_status mm(void *be, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  ftq_gemm_args g = {.trans_a = ta, .trans_b = tb, .m = m, .n = n, .k = k, .alpha = alpha, .beta = beta,
+                     .a = a, .a_type = FTQ_DTYPE_F32, .lda = lda, .b = b, .b_type = FTQ_DTYPE_F32, .ldb = ldb,
+                     .c = c, .c_type = FTQ_DTYPE_F32, .ldc = ldc, .batch = 1};
+  return ftq_cpu_gemm(be, &g);
+}
+
+/* One (batch row, head, query block): scores P [nq, nk] (ld nk) in place of
+ * the raw scores; lse per query; with dP (backward) dS in place of dP. */
+typedef struct soft_job {
   const ftq_attention_args *a;
-  float *scratch; /* per worker: 2 * kv_len floats */
-} attn_job;
+  int64_t b, i0, nk;  /* batch row, first query, keys in the block's GEMM */
+  float *P, *dP;      /* [nq, nk] */
+  float *lse;         /* forward: where to write (stride n_heads), may be NULL */
+} soft_job;
 
 static inline int key_visible(const ftq_attention_args *a, int64_t b, int64_t qidx, int64_t j) {
   const size_t kb = (size_t)b * (size_t)a->kv_len;
+  if (j > qidx) return 0;
   if (a->key_valid && !a->key_valid[kb + (size_t)j]) return 0;
   if (a->seq_ids && a->seq_ids[kb + (size_t)j] != a->seq_ids[kb + (size_t)qidx]) return 0;
   return 1;
 }
 
-static inline float dotf(const float *x, const float *y, int64_t n) {
-  float s = 0.0f;
-  for (int64_t i = 0; i < n; i++) s += x[i] * y[i];
-  return s;
-}
-
-/* One item = one (batch row, head, query). */
-static void attn_fwd_items(void *arg, size_t i0, size_t i1, int worker) {
-  const attn_job *jb = arg;
-  const ftq_attention_args *a = jb->a;
-  const int64_t H = a->n_heads, KV = a->n_kv_heads, D = a->head_dim, group = H / KV;
-  const int64_t qdim = H * D, kvdim = KV * D;
-  float *sc = jb->scratch + (size_t)worker * 2u * (size_t)a->kv_len;
-  for (size_t it = i0; it < i1; it++) {
-    const int64_t i = (int64_t)(it % (size_t)a->q_len);
-    const int64_t h = (int64_t)((it / (size_t)a->q_len) % (size_t)H);
-    const int64_t b = (int64_t)(it / ((size_t)a->q_len * (size_t)H));
-    const int64_t kh = h / group, qidx = a->kv_len - a->q_len + i;
-    const float *q = a->q + ((size_t)(b * a->q_len + i) * (size_t)qdim) + (size_t)(h * D);
-    const float *kbase = a->k + (size_t)b * (size_t)a->kv_stride * (size_t)kvdim + (size_t)(kh * D);
-    const float *vbase = a->v + (size_t)b * (size_t)a->kv_stride * (size_t)kvdim + (size_t)(kh * D);
-    float *o = a->out + ((size_t)(b * a->q_len + i) * (size_t)qdim) + (size_t)(h * D);
+/* Masked softmax of rows [r0, r1) of the block, as HF's eager attention:
+ * masked scores out, softmax in f32 with the max subtracted. */
+static void softmax_rows(void *arg, size_t r0, size_t r1, int worker) {
+  (void)worker;
+  const soft_job *j = arg;
+  const ftq_attention_args *a = j->a;
+  for (size_t r = r0; r < r1; r++) {
+    const int64_t qidx = a->kv_len - a->q_len + j->i0 + (int64_t)r;
+    float *p = j->P + r * (size_t)j->nk;
     float m = -INFINITY;
-    for (int64_t j = 0; j <= qidx; j++) {
-      if (!key_visible(a, b, qidx, j)) {
-        sc[j] = -INFINITY;
-        continue;
-      }
-      sc[j] = dotf(q, kbase + (size_t)j * (size_t)kvdim, D) * a->scale;
-      if (sc[j] > m) m = sc[j];
+    for (int64_t k = 0; k < j->nk; k++) {
+      if (!key_visible(a, j->b, qidx, k)) p[k] = -INFINITY;
+      else if (p[k] > m) m = p[k];
     }
-    memset(o, 0, sizeof(float) * (size_t)D);
-    float *lse = a->lse ? &a->lse[(size_t)(b * a->q_len + i) * (size_t)H + (size_t)h] : NULL;
-    if (m == -INFINITY) { /* sees no key */
-      if (lse) *lse = -INFINITY;
+    if (m == -INFINITY) { /* sees no key: zero output */
+      memset(p, 0, sizeof(float) * (size_t)j->nk);
+      if (j->lse) j->lse[r * (size_t)a->n_heads] = -INFINITY;
       continue;
     }
     double sum = 0.0;
-    for (int64_t j = 0; j <= qidx; j++) {
-      if (sc[j] == -INFINITY) continue;
-      sc[j] = expf(sc[j] - m);
-      sum += sc[j];
+    for (int64_t k = 0; k < j->nk; k++) {
+      p[k] = p[k] == -INFINITY ? 0.0f : expf(p[k] - m);
+      sum += p[k];
     }
     const float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j <= qidx; j++) {
-      if (sc[j] == -INFINITY) continue;
-      const float p = sc[j] * inv;
-      const float *v = vbase + (size_t)j * (size_t)kvdim;
-      for (int64_t d = 0; d < D; d++) o[d] += p * v[d];
-    }
-    if (lse) *lse = m + (float)log(sum);
+    for (int64_t k = 0; k < j->nk; k++) p[k] *= inv;
+    if (j->lse) j->lse[r * (size_t)a->n_heads] = m + (float)log(sum);
+  }
+}
+
+/* dS = P * (dP - sum_k P dP) * scale, rows [r0, r1), in place of dP. */
+static void dsoft_rows(void *arg, size_t r0, size_t r1, int worker) {
+  (void)worker;
+  const soft_job *j = arg;
+  for (size_t r = r0; r < r1; r++) {
+    const float *p = j->P + r * (size_t)j->nk;
+    float *dp = j->dP + r * (size_t)j->nk;
+    double s = 0.0;
+    for (int64_t k = 0; k < j->nk; k++) s += (double)p[k] * dp[k];
+    for (int64_t k = 0; k < j->nk; k++)
+      dp[k] = p[k] == 0.0f ? 0.0f : (float)((double)p[k] * ((double)dp[k] - s)) * j->a->scale;
   }
 }
 
@@ -128,105 +135,58 @@ static ftq_status check_attention(const ftq_attention_args *a, int backward) {
       a->q_len < 0 || a->kv_len < a->q_len || a->kv_stride < a->kv_len)
     return ftq_error(FTQ_ERR_INVALID_ARGUMENT, "attention: bad shape (heads %lld/%lld, q_len %lld, kv_len %lld)",
                      (long long)a->n_heads, (long long)a->n_kv_heads, (long long)a->q_len, (long long)a->kv_len);
-  if (backward && (a->kv_len != a->q_len || a->kv_stride != a->kv_len || !a->lse))
-    return ftq_error(FTQ_ERR_INVALID_ARGUMENT, "attention backward needs kv_len == q_len and the saved lse");
-  return FTQ_OK;
-}
-
-static ftq_status scratch(const ftq_attention_args *a, ftq_cpu *cpu, float **out) {
-  size_t need = ftq_attention_work_bytes(a->batch, a->q_len, a->kv_len, a->n_heads, cpu->num_threads);
+  if (backward && (a->kv_len != a->q_len || a->kv_stride != a->kv_len))
+    return ftq_error(FTQ_ERR_INVALID_ARGUMENT, "attention backward needs kv_len == q_len");
+  size_t need = ftq_attention_work_bytes(a->q_len, a->kv_len);
   if (!a->work || a->work_bytes < need)
     return ftq_error(FTQ_ERR_INTERNAL, "attention: scratch of %zu bytes given, %zu needed", a->work_bytes, need);
-  *out = (float *)(((uintptr_t)a->work + 255u) & ~(uintptr_t)255u);
   return FTQ_OK;
 }
 
-ftq_status ftq_cpu_attention(void *be, const ftq_attention_args *a) {
-  ftq_cpu *cpu = be;
-  FTQ_TRY(check_attention(a, 0));
-  attn_job j = {a, NULL};
-  FTQ_TRY(scratch(a, cpu, &j.scratch));
-  size_t items = (size_t)a->batch * (size_t)a->n_heads * (size_t)a->q_len;
-  size_t per_item = (size_t)(a->kv_len > 0 ? a->kv_len : 1) * (size_t)a->head_dim;
-  ftq_parallel_for(cpu->pool, items, 1 + 32768 / per_item, attn_fwd_items, &j);
-  return FTQ_OK;
-}
-
-/* One item = one (batch row, kv head): it owns dk/dv of that head and dq of
- * the query heads that share it, so items never write the same memory. */
-static void attn_bwd_items(void *arg, size_t i0, size_t i1, int worker) {
-  const attn_job *jb = arg;
-  const ftq_attention_args *a = jb->a;
-  const int64_t H = a->n_heads, KV = a->n_kv_heads, D = a->head_dim, group = H / KV, S = a->q_len;
-  const int64_t qdim = H * D, kvdim = KV * D;
-  float *p = jb->scratch + (size_t)worker * 2u * (size_t)a->kv_len, *dp = p + a->kv_len;
-  for (size_t it = i0; it < i1; it++) {
-    const int64_t kh = (int64_t)(it % (size_t)KV), b = (int64_t)(it / (size_t)KV);
-    const size_t krow0 = (size_t)b * (size_t)S;
-    const float *kbase = a->k + krow0 * (size_t)kvdim + (size_t)(kh * D);
-    const float *vbase = a->v + krow0 * (size_t)kvdim + (size_t)(kh * D);
-    float *dkbase = a->dk + krow0 * (size_t)kvdim + (size_t)(kh * D);
-    float *dvbase = a->dv + krow0 * (size_t)kvdim + (size_t)(kh * D);
-    for (int64_t j = 0; j < S; j++) {
-      memset(dkbase + (size_t)j * (size_t)kvdim, 0, sizeof(float) * (size_t)D);
-      memset(dvbase + (size_t)j * (size_t)kvdim, 0, sizeof(float) * (size_t)D);
+/* Runs the forward (dout == NULL) or backward over every (row, head, block). */
+static ftq_status attention_run(ftq_cpu *cpu, const ftq_attention_args *a, int backward) {
+  FTQ_TRY(check_attention(a, backward));
+  const int64_t H = a->n_heads, KV = a->n_kv_heads, D = a->head_dim, group = H / KV;
+  const int64_t qdim = H * D, kvdim = KV * D, QB = ftq_attention_q_block(a->q_len, a->kv_len);
+  char *w = (char *)(((uintptr_t)a->work + 255u) & ~(uintptr_t)255u);
+  float *P = (float *)w, *dP = P + (size_t)QB * (size_t)a->kv_len;
+  if (backward)
+    for (int64_t b = 0; b < a->batch; b++) {
+      memset(a->dk + (size_t)b * (size_t)a->kv_stride * (size_t)kvdim, 0, sizeof(float) * (size_t)(a->kv_len * kvdim));
+      memset(a->dv + (size_t)b * (size_t)a->kv_stride * (size_t)kvdim, 0, sizeof(float) * (size_t)(a->kv_len * kvdim));
     }
-    for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
-      for (int64_t i = 0; i < S; i++) {
-        const size_t qrow = (krow0 + (size_t)i) * (size_t)qdim + (size_t)(h * D);
-        const float *q = a->q + qrow, *dout = a->dout + qrow;
-        float *dq = a->dq + qrow;
-        memset(dq, 0, sizeof(float) * (size_t)D);
-        if (a->lse[(krow0 + (size_t)i) * (size_t)H + (size_t)h] == -INFINITY) continue; /* sees no key */
-        /* the probabilities exactly as the forward computed them (recomputing
-         * from the f32 log-sum-exp would cost accuracy the reference keeps) */
-        float m = -INFINITY;
-        for (int64_t j = 0; j <= i; j++) {
-          if (!key_visible(a, b, i, j)) {
-            p[j] = -INFINITY;
-            continue;
-          }
-          p[j] = dotf(q, kbase + (size_t)j * (size_t)kvdim, D) * a->scale;
-          if (p[j] > m) m = p[j];
+  for (int64_t b = 0; b < a->batch; b++)
+    for (int64_t h = 0; h < H; h++) {
+      const int64_t kh = h / group;
+      const size_t qoff = (size_t)b * (size_t)a->q_len * (size_t)qdim + (size_t)(h * D);
+      const size_t kvoff = (size_t)b * (size_t)a->kv_stride * (size_t)kvdim + (size_t)(kh * D);
+      const float *K = a->k + kvoff, *V = a->v + kvoff;
+      for (int64_t i0 = 0; i0 < a->q_len; i0 += QB) {
+        const int64_t nq = a->q_len - i0 < QB ? a->q_len - i0 : QB;
+        /* keys beyond the block's last query are masked for every query */
+        const int64_t nk = a->kv_len - a->q_len + i0 + nq;
+        const float *Q = a->q + qoff + (size_t)i0 * (size_t)qdim;
+        soft_job j = {a, b, i0, nk, P, dP, NULL};
+        if (!backward && a->lse) j.lse = a->lse + ((size_t)(b * a->q_len + i0) * (size_t)H + (size_t)h);
+        /* scores = (q . k) * scale, as HF computes them */
+        FTQ_TRY(mm(cpu, 0, 1, nq, nk, D, a->scale, Q, qdim, K, kvdim, 0.0f, P, nk));
+        ftq_parallel_for(cpu->pool, (size_t)nq, 1 + (size_t)(4096 / nk), softmax_rows, &j);
+        if (!backward) { /* out = P V */
+          FTQ_TRY(mm(cpu, 0, 0, nq, D, nk, 1.0f, P, nk, V, kvdim, 0.0f, a->out + qoff + (size_t)i0 * (size_t)qdim, qdim));
+          continue;
         }
-        double sum = 0.0;
-        for (int64_t j = 0; j <= i; j++) {
-          if (p[j] == -INFINITY) continue;
-          p[j] = expf(p[j] - m);
-          sum += p[j];
-        }
-        const float inv = (float)(1.0 / sum);
-        double dsum = 0.0;
-        for (int64_t j = 0; j <= i; j++) {
-          if (p[j] == -INFINITY) {
-            p[j] = 0.0f;
-            continue;
-          }
-          p[j] *= inv;
-          dp[j] = dotf(dout, vbase + (size_t)j * (size_t)kvdim, D);
-          dsum += (double)p[j] * dp[j];
-        }
-        for (int64_t j = 0; j <= i; j++) {
-          if (p[j] == 0.0f) continue;
-          const float ds = (float)((double)p[j] * ((double)dp[j] - dsum)) * a->scale;
-          const float *kj = kbase + (size_t)j * (size_t)kvdim;
-          float *dkj = dkbase + (size_t)j * (size_t)kvdim, *dvj = dvbase + (size_t)j * (size_t)kvdim;
-          for (int64_t d = 0; d < D; d++) {
-            dq[d] += ds * kj[d];
-            dkj[d] += ds * q[d];
-            dvj[d] += p[j] * dout[d];
-          }
-        }
+        const float *dO = a->dout + qoff + (size_t)i0 * (size_t)qdim;
+        FTQ_TRY(mm(cpu, 0, 1, nq, nk, D, 1.0f, dO, qdim, V, kvdim, 0.0f, dP, nk));          /* dP = dO V^T */
+        ftq_parallel_for(cpu->pool, (size_t)nq, 1 + (size_t)(4096 / nk), dsoft_rows, &j);   /* dS */
+        FTQ_TRY(mm(cpu, 0, 0, nq, D, nk, 1.0f, dP, nk, K, kvdim, 0.0f,                      /* dQ = dS K */
+                   a->dq + qoff + (size_t)i0 * (size_t)qdim, qdim));
+        FTQ_TRY(mm(cpu, 1, 0, nk, D, nq, 1.0f, dP, nk, Q, qdim, 1.0f, a->dk + kvoff, kvdim)); /* dK += dS^T Q */
+        FTQ_TRY(mm(cpu, 1, 0, nk, D, nq, 1.0f, P, nk, dO, qdim, 1.0f, a->dv + kvoff, kvdim)); /* dV += P^T dO */
       }
     }
-  }
-}
-
-ftq_status ftq_cpu_attention_backward(void *be, const ftq_attention_args *a) {
-  ftq_cpu *cpu = be;
-  FTQ_TRY(check_attention(a, 1));
-  attn_job j = {a, NULL};
-  FTQ_TRY(scratch(a, cpu, &j.scratch));
-  ftq_parallel_for(cpu->pool, (size_t)a->batch * (size_t)a->n_kv_heads, 1, attn_bwd_items, &j);
   return FTQ_OK;
 }
+
+ftq_status ftq_cpu_attention(void *be, const ftq_attention_args *a) { return attention_run(be, a, 0); }
+
+ftq_status ftq_cpu_attention_backward(void *be, const ftq_attention_args *a) { return attention_run(be, a, 1); }

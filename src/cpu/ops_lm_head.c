@@ -84,7 +84,7 @@ ftq_status ftq_cpu_lm_head(void *be, const ftq_lm_head_args *a) {
   ftq_cpu *cpu = be;
   const int64_t n = a->n, dim = a->dim, V = a->vocab;
   const int64_t chunk = a->vocab_chunk > 0 ? (a->vocab_chunk < V ? a->vocab_chunk : V) : V;
-  size_t need = ftq_lm_head_work_bytes(n, dim, chunk);
+  size_t need = ftq_lm_head_work_bytes(n, dim, chunk, a->w_type);
   if (!a->work || a->work_bytes < need)
     return ftq_error(FTQ_ERR_INTERNAL, "lm_head: scratch of %zu bytes given, %zu needed", a->work_bytes, need);
   if (!a->targets && !a->logits)
@@ -95,11 +95,11 @@ ftq_status ftq_cpu_lm_head(void *be, const ftq_lm_head_args *a) {
         return ftq_error(FTQ_ERR_INVALID_ARGUMENT, "cross-entropy: label %d at position %lld is outside [0, %lld)",
                          (int)a->targets[i], (long long)i, (long long)V);
   char *p = (char *)(((uintptr_t)a->work + 255u) & ~(uintptr_t)255u);
-  float *wc = (float *)p;
-  p += ((size_t)chunk * (size_t)dim * 4u + 255u) & ~(size_t)255u;
   float *lc = (float *)p;
   p += ((size_t)n * (size_t)chunk * 4u + 255u) & ~(size_t)255u;
   double *st = (double *)p;
+  p += ((size_t)n * 32u + 255u) & ~(size_t)255u;
+  float *wc = (float *)p; /* used only for a non-f32 weight */
   head_job j = {.a = a, .m = st, .s = st + n, .tl = st + 2 * n, .lse = st + 3 * n};
   for (int64_t i = 0; i < n; i++) {
     j.m[i] = -INFINITY;

@@ -6,8 +6,9 @@
  * accumulates gradients of the active LoRA adapter only; with gradient
  * checkpointing only each layer's input is kept and the layer is recomputed
  * (dropout masks are functions of (seed, stream, element), so the
- * recomputation is bit-identical). Buffers come from two arenas sized by the
- * same code that carves them (`plan`), so the plan is never wrong. */
+ * recomputation is bit-identical). Buffers come from two arenas, sized by the
+ * same code that carves them (so the plan is never wrong) and kept by the
+ * model between calls. */
 #include "model/graph.h"
 
 #include <math.h>
@@ -18,6 +19,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "lora/lora.h"
+#include "model/model_build.h"
 #include "quant/qtensor.h"
 
 struct ftq_kv_cache {
@@ -34,6 +36,7 @@ struct ftq_kv_cache {
 typedef struct acts {
   float *R, *xn1, *rstd1, *q, *k, *v, *a, *lse, *Rmid, *xn2, *rstd2, *g, *u, *act;
   float *t[FTQ_PROJ_COUNT];
+  uint8_t *mask[FTQ_PROJ_COUNT]; /* LoRA dropout keep bits (training with dropout) */
 } acts;
 
 /* Carves buffers from an arena, or only adds up their sizes when the arena
@@ -162,7 +165,18 @@ static void carve_acts(graph *g, bump *b, acts *A, int with_R) {
   A->u = takef(b, T * g->I);
   A->act = takef(b, T * g->I);
   for (int p = 0; p < FTQ_PROJ_COUNT; p++)
-    if (ftq_lora_module_at(g->lora, 0, p)) A->t[p] = takef(b, T * g->r);
+    if (ftq_lora_module_at(g->lora, 0, p)) {
+      A->t[p] = takef(b, T * g->r);
+      if (g->backward && g->training && g->lora->lora_dropout > 0.0f) {
+        int64_t out, in;
+        ftq_model_proj_shape(g->c, (ftq_proj)p, &out, &in);
+        A->mask[p] = take(b, ftq_dropout_mask_bytes(T, in));
+      }
+    }
+}
+
+static const ftq_tensor *head_weight(const struct ftq_model *m) {
+  return m->cfg.tie_word_embeddings || !m->lm_head.data ? &m->tok_embeddings : &m->lm_head;
 }
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
@@ -206,13 +220,14 @@ static void carve(graph *g, bump *ab, bump *wb) {
   }
   /* one scratch for the operations, used one after the other */
   const int64_t kv_len = g->cache ? g->past + g->S : g->S;
-  size_t w = ftq_attention_work_bytes(g->rows, g->S, kv_len, g->c->num_attention_heads, g->ctx->num_threads);
-  w = max_sz(w, ftq_lm_head_work_bytes(T, g->Hd, g->chunk));
-  const int64_t dims[3][2] = {{g->Q, g->Hd}, {g->KVd, g->Hd}, {g->Hd, g->I}};
-  for (int k = 0; k < 3; k++) {
-    w = max_sz(w, ftq_linear_work_bytes(T, dims[k][1], dims[k][0], g->r));
-    w = max_sz(w, ftq_linear_work_bytes(T, dims[k][0], dims[k][1], g->r));
-  }
+  size_t w = ftq_attention_work_bytes(g->S, kv_len);
+  w = max_sz(w, ftq_lm_head_work_bytes(T, g->Hd, g->chunk, head_weight(g->m)->dtype));
+  for (int64_t l = 0; l < L; l++)
+    for (int p = 0; p < FTQ_PROJ_COUNT; p++) {
+      const ftq_qtensor *q = &g->m->layers[l].proj[p];
+      int dequant = !(q->scheme == FTQ_QSCHEME_NONE && q->plain.dtype == FTQ_DTYPE_F32);
+      w = max_sz(w, ftq_linear_work_bytes(T, q->shape[1], q->shape[0], g->r, dequant));
+    }
   g->work_bytes = w;
   g->work = take(wb, w);
 }
@@ -256,13 +271,41 @@ static ftq_status graph_init(graph *g, struct ftq_model *m, int64_t rows, int64_
   return g->layer ? FTQ_OK : FTQ_ERR_OUT_OF_MEMORY;
 }
 
-static ftq_status graph_alloc(graph *g, ftq_arena *aa, ftq_arena *wa) {
+/* The model keeps its two arenas between calls (grown when a call needs
+ * more), so steady-state steps and decoding allocate nothing. */
+struct ftq_graph_cache {
+  ftq_arena act, work;
+};
+
+void ftq_graph_cache_release(struct ftq_model *m) {
+  if (!m || !m->graph_cache) return;
+  ftq_arena_release(m->ctx, &m->graph_cache->act);
+  ftq_arena_release(m->ctx, &m->graph_cache->work);
+  free(m->graph_cache);
+  m->graph_cache = NULL;
+}
+
+static ftq_status ensure(ftq_context *ctx, ftq_arena *a, ftq_memory_category cat, size_t bytes, const char *name) {
+  if (a->buf.bytes >= bytes) {
+    ftq_arena_reset(a, 0);
+    return FTQ_OK;
+  }
+  ftq_arena_release(ctx, a);
+  return ftq_arena_init(ctx, a, cat, bytes, name);
+}
+
+static ftq_status graph_alloc(graph *g) {
   bump ab = {NULL, 0, FTQ_OK}, wb = {NULL, 0, FTQ_OK};
   carve(g, &ab, &wb);
   memset(g->layer, 0, sizeof *g->layer * ((size_t)g->c->num_hidden_layers + 1));
-  FTQ_TRY(ftq_arena_init(g->ctx, aa, FTQ_MEM_ACTIVATIONS, ab.total, "graph activations"));
-  ftq_status st = ftq_arena_init(g->ctx, wa, FTQ_MEM_WORKSPACE, wb.total, "graph workspace");
-  if (st != FTQ_OK) return st;
+  struct ftq_model *m = g->m;
+  if (!m->graph_cache) {
+    m->graph_cache = ftq_calloc(1, sizeof *m->graph_cache, "graph arenas");
+    if (!m->graph_cache) return FTQ_ERR_OUT_OF_MEMORY;
+  }
+  ftq_arena *aa = &m->graph_cache->act, *wa = &m->graph_cache->work;
+  FTQ_TRY(ensure(g->ctx, aa, FTQ_MEM_ACTIVATIONS, ab.total, "graph activations"));
+  FTQ_TRY(ensure(g->ctx, wa, FTQ_MEM_WORKSPACE, wb.total, "graph workspace"));
   bump a2 = {aa, 0, FTQ_OK}, w2 = {wa, 0, FTQ_OK};
   carve(g, &a2, &w2);
   return a2.st != FTQ_OK ? a2.st : w2.st;
@@ -360,17 +403,19 @@ static void linear_setup(const graph *g, int64_t l, int p, ftq_linear_args *a, c
   a->work_bytes = g->work_bytes;
 }
 
-static ftq_status linear_fwd(graph *g, int64_t l, int p, const float *x, float *y, float *t) {
+static ftq_status linear_fwd(graph *g, int64_t l, int p, acts *A, const float *x, float *y) {
   ftq_linear_args a;
-  linear_setup(g, l, p, &a, x, t);
+  linear_setup(g, l, p, &a, x, A->t[p]);
+  a.mask = A->mask[p];
   a.y = y;
   return g->be->linear(g->bectx, &a);
 }
 
-static ftq_status linear_bwd(graph *g, int64_t l, int p, const float *x, const float *t, const float *dy, float *dx,
+static ftq_status linear_bwd(graph *g, int64_t l, int p, acts *A, const float *x, const float *dy, float *dx,
                              int accumulate) {
   ftq_linear_args a;
-  linear_setup(g, l, p, &a, x, (float *)t);
+  linear_setup(g, l, p, &a, x, A->t[p]);
+  a.mask = A->mask[p];
   a.dy = dy;
   a.dx = dx;
   a.accumulate_dx = accumulate;
@@ -416,9 +461,9 @@ static ftq_status layer_forward(graph *g, int64_t l, acts *A, float *R_next, flo
   const ftq_model_config *c = g->c;
   const ftq_layer *L = &g->m->layers[l];
   const float eps = (float)c->rms_norm_eps;
-  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_Q, A->xn1, A->q, A->t[FTQ_PROJ_Q]));
-  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_K, A->xn1, A->k, A->t[FTQ_PROJ_K]));
-  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_V, A->xn1, A->v, A->t[FTQ_PROJ_V]));
+  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_Q, A, A->xn1, A->q));
+  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_K, A, A->xn1, A->k));
+  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_V, A, A->xn1, A->v));
   FTQ_TRY(g->be->rope(g->bectx, A->q, g->T, g->Q, c->num_attention_heads, c->head_dim, g->pos, g->inv_freq, 0));
   FTQ_TRY(g->be->rope(g->bectx, A->k, g->T, g->KVd, c->num_key_value_heads, c->head_dim, g->pos, g->inv_freq, 0));
   if (g->cache) { /* append the new keys and values */
@@ -429,15 +474,15 @@ static ftq_status layer_forward(graph *g, int64_t l, acts *A, float *R_next, flo
   ftq_attention_args at;
   attention_setup(g, l, &at, A);
   FTQ_TRY(g->be->attention(g->bectx, &at));
-  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_O, A->a, g->tmp, A->t[FTQ_PROJ_O]));
+  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_O, A, A->a, g->tmp));
   FTQ_TRY(g->be->rmsnorm(g->bectx, g->T, g->Hd, eps, A->R, g->tmp, A->Rmid, L->ffn_norm.data, L->ffn_norm.dtype,
                          A->xn2, A->rstd2));
-  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_GATE, A->xn2, A->g, A->t[FTQ_PROJ_GATE]));
-  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_UP, A->xn2, A->u, A->t[FTQ_PROJ_UP]));
+  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_GATE, A, A->xn2, A->g));
+  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_UP, A, A->xn2, A->u));
   FTQ_TRY(g->be->swiglu(g->bectx, (size_t)g->T * (size_t)g->I, A->g, A->u, A->act));
   if (!R_next) /* recomputation: the backward needs only down_proj's LoRA intermediate */
-    return A->t[FTQ_PROJ_DOWN] ? linear_fwd(g, l, FTQ_PROJ_DOWN, A->act, NULL, A->t[FTQ_PROJ_DOWN]) : FTQ_OK;
-  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_DOWN, A->act, g->tmp, A->t[FTQ_PROJ_DOWN]));
+    return A->t[FTQ_PROJ_DOWN] ? linear_fwd(g, l, FTQ_PROJ_DOWN, A, A->act, NULL) : FTQ_OK;
+  FTQ_TRY(linear_fwd(g, l, FTQ_PROJ_DOWN, A, A->act, g->tmp));
   const ftq_tensor *wn = l + 1 < c->num_hidden_layers ? &g->m->layers[l + 1].attn_norm : &g->m->final_norm;
   return g->be->rmsnorm(g->bectx, g->T, g->Hd, eps, A->Rmid, g->tmp, R_next, wn->data, wn->dtype, xn1_next,
                         rstd1_next);
@@ -449,14 +494,14 @@ static ftq_status layer_backward(graph *g, int64_t l, acts *A) {
   const ftq_model_config *c = g->c;
   const ftq_layer *L = &g->m->layers[l];
   /* MLP: out = Rmid + down(silu(gate(xn2)) * up(xn2)) */
-  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_DOWN, A->act, A->t[FTQ_PROJ_DOWN], g->dR, g->dbig, 0));
+  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_DOWN, A, A->act, g->dR, g->dbig, 0));
   FTQ_TRY(g->be->swiglu_backward(g->bectx, (size_t)g->T * (size_t)g->I, A->g, A->u, g->dbig, A->g, A->u));
-  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_GATE, A->xn2, A->t[FTQ_PROJ_GATE], A->g, g->dxn, 0));
-  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_UP, A->xn2, A->t[FTQ_PROJ_UP], A->u, g->dxn, 1));
+  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_GATE, A, A->xn2, A->g, g->dxn, 0));
+  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_UP, A, A->xn2, A->u, g->dxn, 1));
   FTQ_TRY(g->be->rmsnorm_backward(g->bectx, g->T, g->Hd, A->Rmid, L->ffn_norm.data, L->ffn_norm.dtype, A->rstd2,
                                   g->dxn, g->dR, 1));
   /* attention: Rmid = R + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))) */
-  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_O, A->a, A->t[FTQ_PROJ_O], g->dR, g->dbig, 0));
+  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_O, A, A->a, g->dR, g->dbig, 0));
   ftq_attention_args at;
   attention_setup(g, l, &at, A);
   at.dout = g->dbig;
@@ -466,15 +511,11 @@ static ftq_status layer_backward(graph *g, int64_t l, acts *A) {
   FTQ_TRY(g->be->attention_backward(g->bectx, &at));
   FTQ_TRY(g->be->rope(g->bectx, g->dq, g->T, g->Q, c->num_attention_heads, c->head_dim, g->pos, g->inv_freq, 1));
   FTQ_TRY(g->be->rope(g->bectx, g->dk, g->T, g->KVd, c->num_key_value_heads, c->head_dim, g->pos, g->inv_freq, 1));
-  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_Q, A->xn1, A->t[FTQ_PROJ_Q], g->dq, g->dxn, 0));
-  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_K, A->xn1, A->t[FTQ_PROJ_K], g->dk, g->dxn, 1));
-  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_V, A->xn1, A->t[FTQ_PROJ_V], g->dv, g->dxn, 1));
+  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_Q, A, A->xn1, g->dq, g->dxn, 0));
+  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_K, A, A->xn1, g->dk, g->dxn, 1));
+  FTQ_TRY(linear_bwd(g, l, FTQ_PROJ_V, A, A->xn1, g->dv, g->dxn, 1));
   return g->be->rmsnorm_backward(g->bectx, g->T, g->Hd, A->R, L->attn_norm.data, L->attn_norm.dtype, A->rstd1,
                                  g->dxn, g->dR, 1);
-}
-
-static const ftq_tensor *head_weight(const struct ftq_model *m) {
-  return m->cfg.tie_word_embeddings || !m->lm_head.data ? &m->tok_embeddings : &m->lm_head;
 }
 
 /* Embedding + the first layer's norm into A (its R and xn1/rstd1). */
@@ -538,11 +579,7 @@ static ftq_status check_batch(const struct ftq_model *m, const ftq_batch *b, int
   return FTQ_OK;
 }
 
-static void graph_free(graph *g, ftq_arena *aa, ftq_arena *wa) {
-  ftq_arena_release(g->ctx, aa);
-  ftq_arena_release(g->ctx, wa);
-  free(g->layer);
-}
+static void graph_free(graph *g) { free(g->layer); }
 
 static ftq_status finish_loss(ftq_graph_result *res, double loss_sum, int64_t count, double norm) {
   if (!res) return FTQ_OK;
@@ -596,14 +633,11 @@ ftq_status ftq_graph_forward_backward(struct ftq_model *m, const ftq_batch *b, c
                                       ftq_graph_result *res, float *token_loss, float *d_embeddings) {
   FTQ_TRY(check_batch(m, b, 1));
   graph g;
-  ftq_arena aa, wa;
-  memset(&aa, 0, sizeof aa);
-  memset(&wa, 0, sizeof wa);
   ftq_status st = graph_init(&g, m, b->n_rows, b->seq_len, s, 1, 0);
   if (st == FTQ_OK) st = check_ops(&g);
-  if (st == FTQ_OK) st = graph_alloc(&g, &aa, &wa);
+  if (st == FTQ_OK) st = graph_alloc(&g);
   if (st == FTQ_OK) st = run_forward_backward(&g, b, s, res, token_loss, d_embeddings);
-  graph_free(&g, &aa, &wa);
+  graph_free(&g);
   return st == FTQ_OK ? st : ftq_error_context(st, "forward/backward of a %lld x %lld batch", (long long)b->n_rows,
                                                (long long)b->seq_len);
 }
@@ -632,14 +666,11 @@ ftq_status ftq_graph_forward(struct ftq_model *m, const ftq_batch *b, const ftq_
   FTQ_TRY(check_batch(m, b, 0));
   FTQ_CHECK_ARG(logits || b->labels, "ftq_graph_forward: ask for logits or give labels");
   graph g;
-  ftq_arena aa, wa;
-  memset(&aa, 0, sizeof aa);
-  memset(&wa, 0, sizeof wa);
   ftq_status st = graph_init(&g, m, b->n_rows, b->seq_len, s, 0, logits != NULL);
   if (st == FTQ_OK) st = check_ops(&g);
-  if (st == FTQ_OK) st = graph_alloc(&g, &aa, &wa);
+  if (st == FTQ_OK) st = graph_alloc(&g);
   if (st == FTQ_OK) st = run_forward(&g, b, s, res, token_loss, logits);
-  graph_free(&g, &aa, &wa);
+  graph_free(&g);
   return st == FTQ_OK ? st : ftq_error_context(st, "forward of a %lld x %lld batch", (long long)b->n_rows,
                                                (long long)b->seq_len);
 }
@@ -734,18 +765,15 @@ ftq_status ftq_graph_decode(struct ftq_model *m, ftq_kv_cache *c, const int32_t 
                      (long long)c->length, (long long)n, (long long)c->capacity);
   FTQ_TRY(check_weights(m));
   graph g;
-  ftq_arena aa, wa;
-  memset(&aa, 0, sizeof aa);
-  memset(&wa, 0, sizeof wa);
   ftq_status st = graph_init(&g, m, 1, n, NULL, 0, logits_all || logits_last);
   if (st == FTQ_OK) {
     g.cache = c;
     g.past = c->length;
     st = check_ops(&g);
   }
-  if (st == FTQ_OK) st = graph_alloc(&g, &aa, &wa);
+  if (st == FTQ_OK) st = graph_alloc(&g);
   if (st == FTQ_OK) st = run_decode(&g, ids, n, logits_last, logits_all);
-  graph_free(&g, &aa, &wa);
+  graph_free(&g);
   return st == FTQ_OK ? st : ftq_error_context(st, "decoding %lld tokens at position %lld", (long long)n,
                                                (long long)c->length);
 }

@@ -68,6 +68,10 @@ ftq_status ftq_graph_forward(struct ftq_model *m, const ftq_batch *batch, const 
 ftq_status ftq_graph_plan(const struct ftq_model *m, int64_t rows, int64_t seq_len, const ftq_graph_settings *s,
                           int backward, size_t *activation_bytes, size_t *workspace_bytes);
 
+/* Frees the activation and workspace arenas the model keeps between graph
+ * calls (the next call allocates them again). ftq_model_free calls it. */
+void ftq_graph_cache_release(struct ftq_model *m);
+
 /* ---- KV cache and incremental decoding (one sequence) ---- */
 typedef struct ftq_kv_cache ftq_kv_cache;
 

@@ -6,6 +6,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "model/graph.h"
 
 void ftq_model_config_finish(ftq_model_config *cfg) {
   if (cfg->num_key_value_heads <= 0) cfg->num_key_value_heads = cfg->num_attention_heads;
@@ -70,6 +71,7 @@ ftq_status ftq_model_new(ftq_context *ctx, const ftq_model_config *cfg, struct f
 void ftq_model_free(struct ftq_model *m) {
   if (!m) return;
   ftq_context *ctx = m->ctx;
+  ftq_graph_cache_release(m);
   if (m->layers) {
     for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++) {
       ftq_layer *L = &m->layers[l];

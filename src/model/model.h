@@ -44,6 +44,7 @@ struct ftq_model {
   ftq_tensor final_norm;     /* model.norm.weight [hidden] */
   ftq_tensor lm_head;        /* lm_head.weight [vocab, hidden]; data NULL when tied */
   struct ftq_lora *active_lora; /* adapter the graph applies, or NULL (src/lora; not owned) */
+  struct ftq_graph_cache *graph_cache; /* arenas the graph reuses between calls (model/graph.c) */
 };
 
 #ifdef __cplusplus

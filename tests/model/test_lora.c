@@ -49,7 +49,7 @@ static void test_dropout_mask(ftq_context *ctx) {
   for (int i = 0; i < IN; i++) eye[i * IN + i] = 1.0f;
   ftq_qtensor w;
   REQUIRE_OK(ftq_qtensor_init_plain(ctx, FTQ_DTYPE_F32, IN, IN, zero, "w", &w));
-  size_t wb = ftq_linear_work_bytes(N, IN, IN, IN);
+  size_t wb = ftq_linear_work_bytes(N, IN, IN, IN, 0);
   void *work = malloc(wb);
   ftq_linear_args a = {.n = N, .in = IN, .out = IN, .w = &w, .r = IN, .lora_a = eye, .lora_b = eye, .scaling = 1.0f,
                        .dropout = 0.25f, .seed = 77, .stream = 5, .x = x, .t = t, .y = y, .work = work,
@@ -67,6 +67,23 @@ static void test_dropout_mask(ftq_context *ctx) {
          frac, bad);
   CHECK(bad == 0);
   CHECK(fabs(frac - 0.25) < 4 * sqrt(0.25 * 0.75 / (N * IN)));
+  /* the keep bits the forward saves give the backward the regenerated mask's results, bit for bit */
+  uint8_t *mask = malloc(ftq_dropout_mask_bytes(N, IN));
+  a.mask = mask;
+  REQUIRE_OK(ctx->be->linear(ctx->be_ctx, &a));
+  float *dy = malloc(sizeof(float) * N * IN), *dx1 = malloc(sizeof(float) * N * IN), *dx2 = malloc(sizeof(float) * N * IN);
+  float *ga1 = calloc(IN * IN, sizeof(float)), *ga2 = calloc(IN * IN, sizeof(float));
+  for (int i = 0; i < N * IN; i++) dy[i] = test_rand_uniform(&s);
+  a.dy = dy;
+  a.dx = dx1;
+  a.grad_a = ga1;
+  REQUIRE_OK(ctx->be->linear_backward(ctx->be_ctx, &a));
+  a.mask = NULL;
+  a.dx = dx2;
+  a.grad_a = ga2;
+  REQUIRE_OK(ctx->be->linear_backward(ctx->be_ctx, &a));
+  CHECK(memcmp(dx1, dx2, sizeof(float) * N * IN) == 0 && memcmp(ga1, ga2, sizeof(float) * IN * IN) == 0);
+  free(mask), free(dy), free(dx1), free(dx2), free(ga1), free(ga2);
   ftq_qtensor_release(&w);
   free(work), free(x), free(y), free(t), free(eye), free(zero);
 }
