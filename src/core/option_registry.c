@@ -4,11 +4,13 @@
 #include "core/options.h"
 
 extern const ftq_option_table ftq_context_options;
+extern const ftq_option_table ftq_optim_options;
 extern const ftq_option_table ftq_lora_options;
 extern const ftq_option_table ftq_generate_options;
 
 const ftq_option_table *const ftq_option_tables[] = {
     &ftq_context_options,
+    &ftq_optim_options,
     &ftq_lora_options,
     &ftq_generate_options,
 };

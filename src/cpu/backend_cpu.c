@@ -179,6 +179,7 @@ static const ftq_backend cpu_backend = {
     .axpby = cpu_axpby,
     .reduce = cpu_reduce,
     .gemm = ftq_cpu_gemm,
+    .adamw = ftq_cpu_adamw,
     .embedding = ftq_cpu_embedding,
     .rmsnorm = ftq_cpu_rmsnorm,
     .rmsnorm_backward = ftq_cpu_rmsnorm_backward,

@@ -17,6 +17,7 @@ float ftq_cpu_load(const void *x, ftq_dtype t, size_t i);
 
 
 
+ftq_status ftq_cpu_adamw(void *be, const ftq_adamw_args *args);
 /* Model operations (ops_*.c); see backend.h for their contracts. */
 ftq_status ftq_cpu_embedding(void *be, const int32_t *ids, int64_t n, const void *table, ftq_dtype type,
                              int64_t vocab, int64_t dim, float *out);
