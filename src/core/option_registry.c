@@ -7,11 +7,13 @@ extern const ftq_option_table ftq_context_options;
 extern const ftq_option_table ftq_optim_options;
 extern const ftq_option_table ftq_lora_options;
 extern const ftq_option_table ftq_generate_options;
+extern const ftq_option_table ftq_graph_options;
 
 const ftq_option_table *const ftq_option_tables[] = {
     &ftq_context_options,
     &ftq_optim_options,
     &ftq_lora_options,
     &ftq_generate_options,
+    &ftq_graph_options,
 };
 const size_t ftq_option_table_count = sizeof(ftq_option_tables) / sizeof(ftq_option_tables[0]);

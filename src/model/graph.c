@@ -18,9 +18,23 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "lora/lora.h"
 #include "model/model_build.h"
 #include "quant/qtensor.h"
+
+static const ftq_option_def graph_option_defs[] = {
+    {"gradient_checkpointing", "train", FTQ_OPTION_BOOL, "false", 0, 0, NULL, 0,
+     "keep only each decoder layer's input during the forward pass and recompute the layer in the backward"},
+};
+FTQ_OPTION_TABLE(graph, graph_option_defs);
+
+ftq_status ftq_graph_settings_init(const ftq_options *opts, ftq_graph_settings *s) {
+  FTQ_CHECK_ARG(s, "ftq_graph_settings_init: settings must not be NULL");
+  memset(s, 0, sizeof *s);
+  s->training = 1;
+  return ftq_options_get_bool(opts, "gradient_checkpointing", &s->gradient_checkpointing);
+}
 
 struct ftq_kv_cache {
   struct ftq_model *m;

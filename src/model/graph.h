@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "libftq/ftq_options.h"
 #include "model/model.h"
 
 #ifdef __cplusplus
@@ -43,6 +44,10 @@ typedef struct ftq_graph_settings {
                                  batch; <= 0: those of this batch */
   int64_t vocab_chunk;        /* LM-head vocabulary chunk; 0: automatic */
 } ftq_graph_settings;
+
+/* Training settings from options: training on, `gradient_checkpointing`
+ * (group "train") read; seed, step and num_items left 0 for the caller. */
+ftq_status ftq_graph_settings_init(const ftq_options *opts, ftq_graph_settings *s);
 
 typedef struct ftq_graph_result {
   double loss_sum;  /* sum of per-token cross-entropies over counted targets */

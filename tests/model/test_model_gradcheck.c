@@ -308,7 +308,13 @@ int main(void) {
   printf("worst relative error of %zu LoRA tensors + the input embeddings vs float64 finite differences: %.2e\n", nt,
          worst);
 
-  /* checkpointing with dropout: bit-identical */
+  /* checkpointing with dropout (the option as a trainer sets it): bit-identical */
+  ftq_graph_settings s2;
+  REQUIRE_OK(ftq_options_create(&o));
+  REQUIRE_OK(ftq_options_set_bool(o, "gradient_checkpointing", 1));
+  REQUIRE_OK(ftq_graph_settings_init(o, &s2));
+  ftq_options_destroy(o);
+  CHECK(s2.gradient_checkpointing == 1 && s2.training == 1);
   float **g1 = calloc(nt, sizeof *g1);
   for (size_t i = 0; i < nt; i++) {
     int64_t shape[2];
@@ -317,7 +323,7 @@ int main(void) {
     ftq_lora_get_grad(lora, i, g1[i], (size_t)(shape[0] * shape[1]));
   }
   REQUIRE_OK(ftq_lora_zero_grad(lora));
-  s.gradient_checkpointing = 1;
+  s.gradient_checkpointing = s2.gradient_checkpointing;
   float *demb2 = malloc(sizeof(float) * (size_t)(T * Hd));
   ftq_graph_result res2;
   REQUIRE_OK(ftq_graph_forward_backward(m, &b, &s, &res2, NULL, demb2));
