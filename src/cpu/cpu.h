@@ -12,6 +12,17 @@ typedef struct ftq_cpu {
 
 ftq_status ftq_cpu_gemm(void *be, const ftq_gemm_args *args);
 
+/* One f32 GEMM, row-major: C = alpha op(A) op(B) + beta C (the model
+ * operations' shorthand for ftq_cpu_gemm). */
+static inline ftq_status ftq_cpu_mm(void *be, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                                    int64_t ldc) {
+  ftq_gemm_args g = {.trans_a = ta, .trans_b = tb, .m = m, .n = n, .k = k, .alpha = alpha, .beta = beta,
+                     .a = a, .a_type = FTQ_DTYPE_F32, .lda = lda, .b = b, .b_type = FTQ_DTYPE_F32, .ldb = ldb,
+                     .c = c, .c_type = FTQ_DTYPE_F32, .ldc = ldc, .batch = 1};
+  return ftq_cpu_gemm(be, &g);
+}
+
 /* Reads element i of a float buffer of type t as fp32. */
 float ftq_cpu_load(const void *x, ftq_dtype t, size_t i);
 

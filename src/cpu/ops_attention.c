@@ -61,14 +61,6 @@ ftq_status ftq_cpu_rope(void *be, float *x, int64_t n, int64_t row_stride, int64
 /* ---------------------------------------------------------------------- */
 /* attention                                                                */
 
-static ftq_status mm(void *be, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-  ftq_gemm_args g = {.trans_a = ta, .trans_b = tb, .m = m, .n = n, .k = k, .alpha = alpha, .beta = beta,
-                     .a = a, .a_type = FTQ_DTYPE_F32, .lda = lda, .b = b, .b_type = FTQ_DTYPE_F32, .ldb = ldb,
-                     .c = c, .c_type = FTQ_DTYPE_F32, .ldc = ldc, .batch = 1};
-  return ftq_cpu_gemm(be, &g);
-}
-
 /* One (batch row, head, query block): scores P [nq, nk] (ld nk) in place of
  * the raw scores; lse per query; with dP (backward) dS in place of dP. */
 typedef struct soft_job {
@@ -169,19 +161,19 @@ static ftq_status attention_run(ftq_cpu *cpu, const ftq_attention_args *a, int b
         soft_job j = {a, b, i0, nk, P, dP, NULL};
         if (!backward && a->lse) j.lse = a->lse + ((size_t)(b * a->q_len + i0) * (size_t)H + (size_t)h);
         /* scores = (q . k) * scale, as HF computes them */
-        FTQ_TRY(mm(cpu, 0, 1, nq, nk, D, a->scale, Q, qdim, K, kvdim, 0.0f, P, nk));
+        FTQ_TRY(ftq_cpu_mm(cpu, 0, 1, nq, nk, D, a->scale, Q, qdim, K, kvdim, 0.0f, P, nk));
         ftq_parallel_for(cpu->pool, (size_t)nq, 1 + (size_t)(4096 / nk), softmax_rows, &j);
         if (!backward) { /* out = P V */
-          FTQ_TRY(mm(cpu, 0, 0, nq, D, nk, 1.0f, P, nk, V, kvdim, 0.0f, a->out + qoff + (size_t)i0 * (size_t)qdim, qdim));
+          FTQ_TRY(ftq_cpu_mm(cpu, 0, 0, nq, D, nk, 1.0f, P, nk, V, kvdim, 0.0f, a->out + qoff + (size_t)i0 * (size_t)qdim, qdim));
           continue;
         }
         const float *dO = a->dout + qoff + (size_t)i0 * (size_t)qdim;
-        FTQ_TRY(mm(cpu, 0, 1, nq, nk, D, 1.0f, dO, qdim, V, kvdim, 0.0f, dP, nk));          /* dP = dO V^T */
+        FTQ_TRY(ftq_cpu_mm(cpu, 0, 1, nq, nk, D, 1.0f, dO, qdim, V, kvdim, 0.0f, dP, nk));          /* dP = dO V^T */
         ftq_parallel_for(cpu->pool, (size_t)nq, 1 + (size_t)(4096 / nk), dsoft_rows, &j);   /* dS */
-        FTQ_TRY(mm(cpu, 0, 0, nq, D, nk, 1.0f, dP, nk, K, kvdim, 0.0f,                      /* dQ = dS K */
+        FTQ_TRY(ftq_cpu_mm(cpu, 0, 0, nq, D, nk, 1.0f, dP, nk, K, kvdim, 0.0f,                      /* dQ = dS K */
                    a->dq + qoff + (size_t)i0 * (size_t)qdim, qdim));
-        FTQ_TRY(mm(cpu, 1, 0, nk, D, nq, 1.0f, dP, nk, Q, qdim, 1.0f, a->dk + kvoff, kvdim)); /* dK += dS^T Q */
-        FTQ_TRY(mm(cpu, 1, 0, nk, D, nq, 1.0f, P, nk, dO, qdim, 1.0f, a->dv + kvoff, kvdim)); /* dV += P^T dO */
+        FTQ_TRY(ftq_cpu_mm(cpu, 1, 0, nk, D, nq, 1.0f, dP, nk, Q, qdim, 1.0f, a->dk + kvoff, kvdim)); /* dK += dS^T Q */
+        FTQ_TRY(ftq_cpu_mm(cpu, 1, 0, nk, D, nq, 1.0f, P, nk, dO, qdim, 1.0f, a->dv + kvoff, kvdim)); /* dV += P^T dO */
       }
     }
   return FTQ_OK;

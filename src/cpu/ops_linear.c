@@ -10,14 +10,6 @@
 #include "cpu/cpu.h"
 #include "quant/qtensor.h"
 
-static ftq_status mm(void *be, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-  ftq_gemm_args g = {.trans_a = ta, .trans_b = tb, .m = m, .n = n, .k = k, .alpha = alpha, .beta = beta,
-                     .a = a, .a_type = FTQ_DTYPE_F32, .lda = lda, .b = b, .b_type = FTQ_DTYPE_F32, .ldb = ldb,
-                     .c = c, .c_type = FTQ_DTYPE_F32, .ldc = ldc, .batch = 1};
-  return ftq_cpu_gemm(be, &g);
-}
-
 /* The weight is used in place only when it is an unquantized f32 tensor. */
 static int needs_dequant(const ftq_qtensor *q) {
   return !(q->scheme == FTQ_QSCHEME_NONE && q->plain.dtype == FTQ_DTYPE_F32);
@@ -134,7 +126,7 @@ ftq_status ftq_cpu_linear(void *be, const ftq_linear_args *a) {
   if (a->y) {
     const float *w;
     FTQ_TRY(weight_f32(a, &lw, &w));
-    FTQ_TRY(mm(be, 0, 1, a->n, a->out, a->in, 1.0f, a->x, a->in, w, a->in, 0.0f, a->y, a->out));
+    FTQ_TRY(ftq_cpu_mm(be, 0, 1, a->n, a->out, a->in, 1.0f, a->x, a->in, w, a->in, 0.0f, a->y, a->out));
   }
   if (a->y && a->bias) {
     bias_job j = {a->y, a->bias, a->bias_type, a->out};
@@ -147,9 +139,9 @@ ftq_status ftq_cpu_linear(void *be, const ftq_linear_args *a) {
     xd = lw.xd;
   }
   /* t = dropout(x) A^T; y += scaling * t B^T */
-  FTQ_TRY(mm(be, 0, 1, a->n, a->r, a->in, 1.0f, xd, a->in, a->lora_a, a->in, 0.0f, a->t, a->r));
+  FTQ_TRY(ftq_cpu_mm(be, 0, 1, a->n, a->r, a->in, 1.0f, xd, a->in, a->lora_a, a->in, 0.0f, a->t, a->r));
   if (!a->y) return FTQ_OK;
-  return mm(be, 0, 1, a->n, a->out, a->r, a->scaling, a->t, a->r, a->lora_b, a->r, 1.0f, a->y, a->out);
+  return ftq_cpu_mm(be, 0, 1, a->n, a->out, a->r, a->scaling, a->t, a->r, a->lora_b, a->r, 1.0f, a->y, a->out);
 }
 
 ftq_status ftq_cpu_linear_backward(void *be, const ftq_linear_args *a) {
@@ -160,27 +152,27 @@ ftq_status ftq_cpu_linear_backward(void *be, const ftq_linear_args *a) {
     const float *w;
     FTQ_TRY(weight_f32(a, &lw, &w));
     /* dx = dy W through the frozen base */
-    FTQ_TRY(mm(be, 0, 0, a->n, a->in, a->out, 1.0f, a->dy, a->out, w, a->in, a->accumulate_dx ? 1.0f : 0.0f, a->dx,
+    FTQ_TRY(ftq_cpu_mm(be, 0, 0, a->n, a->in, a->out, 1.0f, a->dy, a->out, w, a->in, a->accumulate_dx ? 1.0f : 0.0f, a->dx,
                a->in));
   }
   if (a->r <= 0) return FTQ_OK;
   /* g = dy B [n, r] */
-  FTQ_TRY(mm(be, 0, 0, a->n, a->r, a->out, 1.0f, a->dy, a->out, a->lora_b, a->r, 0.0f, lw.g, a->r));
+  FTQ_TRY(ftq_cpu_mm(be, 0, 0, a->n, a->r, a->out, 1.0f, a->dy, a->out, a->lora_b, a->r, 0.0f, lw.g, a->r));
   if (a->grad_b) /* dB += scaling dy^T t */
-    FTQ_TRY(mm(be, 1, 0, a->out, a->r, a->n, a->scaling, a->dy, a->out, a->t, a->r, 1.0f, a->grad_b, a->r));
+    FTQ_TRY(ftq_cpu_mm(be, 1, 0, a->out, a->r, a->n, a->scaling, a->dy, a->out, a->t, a->r, 1.0f, a->grad_b, a->r));
   if (a->grad_a) { /* dA += scaling g^T dropout(x) */
     const float *xd = a->x;
     if (a->dropout > 0.0f) {
       apply_dropout(cpu, a, a->x, lw.xd, a->mask != NULL, 0);
       xd = lw.xd;
     }
-    FTQ_TRY(mm(be, 1, 0, a->r, a->in, a->n, a->scaling, lw.g, a->r, xd, a->in, 1.0f, a->grad_a, a->in));
+    FTQ_TRY(ftq_cpu_mm(be, 1, 0, a->r, a->in, a->n, a->scaling, lw.g, a->r, xd, a->in, 1.0f, a->grad_a, a->in));
   }
   if (!a->dx) return FTQ_OK;
   if (a->dropout <= 0.0f) /* dx += scaling g A */
-    return mm(be, 0, 0, a->n, a->in, a->r, a->scaling, lw.g, a->r, a->lora_a, a->in, 1.0f, a->dx, a->in);
+    return ftq_cpu_mm(be, 0, 0, a->n, a->in, a->r, a->scaling, lw.g, a->r, a->lora_a, a->in, 1.0f, a->dx, a->in);
   /* through the dropout: dx += mask * keep_scale * (scaling g A) */
-  FTQ_TRY(mm(be, 0, 0, a->n, a->in, a->r, a->scaling, lw.g, a->r, a->lora_a, a->in, 0.0f, lw.xd, a->in));
+  FTQ_TRY(ftq_cpu_mm(be, 0, 0, a->n, a->in, a->r, a->scaling, lw.g, a->r, a->lora_a, a->in, 0.0f, lw.xd, a->in));
   apply_dropout(cpu, a, NULL, lw.xd, a->mask != NULL, 1);
   for (size_t e = 0, ne = (size_t)a->n * (size_t)a->in; e < ne; e++) a->dx[e] += lw.xd[e];
   return FTQ_OK;

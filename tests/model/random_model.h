@@ -7,7 +7,7 @@
 
 #include "model/graph.h"
 #include "model/model_build.h"
-#include "test_util.h"
+#include "cpu_context.h"
 
 /* Host copies of every weight, f32, by role. */
 typedef struct rand_weights {

@@ -12,7 +12,7 @@
 #include "model/graph.h"
 #include "model/model_build.h"
 #include "ref_file.h"
-#include "test_util.h"
+#include "cpu_context.h"
 
 static inline void ref_config(const ref_file *r, ftq_model_config *c) {
   memset(c, 0, sizeof *c);

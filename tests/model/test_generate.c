@@ -73,9 +73,7 @@ int main(void) {
 
   ftq_options *o;
   REQUIRE_OK(ftq_options_create(&o));
-  REQUIRE_OK(ftq_options_set_int(o, "num_threads", 2));
-  ftq_context *ctx;
-  REQUIRE_OK(ftq_context_create("cpu", o, &ctx));
+  ftq_context *ctx = test_cpu_context();
   ftq_model_config c = rand_config(32, 48, 2, 4, 2, 40);
   c.n_eos_token_ids = 0; /* no end-of-sequence id until the EOS check below */
   struct ftq_model *m = rand_model(ctx, &c, 21, NULL);

@@ -90,11 +90,7 @@ static void test_dropout_mask(ftq_context *ctx) {
 
 int main(void) {
   ftq_options *o;
-  REQUIRE_OK(ftq_options_create(&o));
-  REQUIRE_OK(ftq_options_set_int(o, "num_threads", 2));
-  ftq_context *ctx;
-  REQUIRE_OK(ftq_context_create("cpu", o, &ctx));
-  ftq_options_destroy(o);
+  ftq_context *ctx = test_cpu_context();
   ftq_model_config c = rand_config(96, 160, 3, 6, 2, 50);
   struct ftq_model *m = rand_model(ctx, &c, 4, NULL);
   test_dropout_mask(ctx);

@@ -184,14 +184,26 @@ static double loss64(const ref64 *R, const double *h0) {
   return loss / R->num_items;
 }
 
+/* d loss / d p[k] for k < n by central differences (step 1e-5) in float64. */
+static void central_diff(const ref64 *R, double *h0, double *p, size_t n, float *out) {
+  const double eps = 1e-5;
+  for (size_t k = 0; k < n; k++) {
+    double keep = p[k];
+    p[k] = keep + eps;
+    double lp = loss64(R, h0);
+    p[k] = keep - eps;
+    double lm = loss64(R, h0);
+    p[k] = keep;
+    out[k] = (float)((lp - lm) / (2 * eps));
+  }
+}
+
 /* ---------------------------------------------------------------------- */
 
 int main(void) {
   ftq_options *o;
   REQUIRE_OK(ftq_options_create(&o));
-  REQUIRE_OK(ftq_options_set_int(o, "num_threads", 2));
-  ftq_context *ctx;
-  REQUIRE_OK(ftq_context_create("cpu", o, &ctx));
+  ftq_context *ctx = test_cpu_context();
 
   /* GQA 3:1, attention biases, llama3 RoPE over all three regimes, 2 layers */
   ftq_model_config c = rand_config(18, 20, 2, 3, 1, 17); /* head_dim 6 */
@@ -267,7 +279,6 @@ int main(void) {
   CHECK_MSG(fabs(res.loss - L0) <= 2e-6 * fabs(L0), "loss %.9g vs float64 %.9g", res.loss, L0);
   CHECK(res.n_items == 8); /* 5 in row 0 (none across the sequence boundary), 3 in row 1 */
 
-  const double eps = 1e-5;
   double worst = 0;
   for (size_t i = 0; i < nt; i++) {
     char name[128];
@@ -276,16 +287,7 @@ int main(void) {
     size_t n = (size_t)(shape[0] * shape[1]);
     float *gg = malloc(sizeof(float) * n), *fd = malloc(sizeof(float) * n);
     REQUIRE_OK(ftq_lora_get_grad(lora, i, gg, n));
-    double *p = i % 2 ? R.B[i / 14][(i % 14) / 2] : R.A[i / 14][(i % 14) / 2];
-    for (size_t k = 0; k < n; k++) {
-      double keep = p[k];
-      p[k] = keep + eps;
-      double lp = loss64(&R, h0);
-      p[k] = keep - eps;
-      double lm = loss64(&R, h0);
-      p[k] = keep;
-      fd[k] = (float)((lp - lm) / (2 * eps));
-    }
+    central_diff(&R, h0, i % 2 ? R.B[i / 14][(i % 14) / 2] : R.A[i / 14][(i % 14) / 2], n, fd);
     double e = test_rel_error_f32(gg, fd, n);
     if (e > worst) worst = e;
     CHECK_MSG(e < 1e-4, "%s: gradient vs finite differences: relative error %.3g", name, e);
@@ -293,15 +295,7 @@ int main(void) {
     free(fd);
   }
   float *fd = malloc(sizeof(float) * (size_t)(T * Hd));
-  for (int64_t k = 0; k < T * Hd; k++) {
-    double keep = h0[k];
-    h0[k] = keep + eps;
-    double lp = loss64(&R, h0);
-    h0[k] = keep - eps;
-    double lm = loss64(&R, h0);
-    h0[k] = keep;
-    fd[k] = (float)((lp - lm) / (2 * eps));
-  }
+  central_diff(&R, h0, h0, (size_t)(T * Hd), fd);
   double e = test_rel_error_f32(demb, fd, (size_t)(T * Hd));
   if (e > worst) worst = e;
   CHECK_MSG(e < 1e-4, "input embeddings: gradient vs finite differences: relative error %.3g", e);

@@ -43,9 +43,7 @@ static void compare_grads(ftq_lora *l, float **a, float **b, const char *what) {
 int main(void) {
   ftq_options *o;
   REQUIRE_OK(ftq_options_create(&o));
-  REQUIRE_OK(ftq_options_set_int(o, "num_threads", 2));
-  ftq_context *ctx;
-  REQUIRE_OK(ftq_context_create("cpu", o, &ctx));
+  ftq_context *ctx = test_cpu_context();
   ftq_model_config c = rand_config(40, 64, 2, 4, 2, 50);
   struct ftq_model *m = rand_model(ctx, &c, 7, NULL);
   REQUIRE_OK(ftq_options_set_int(o, "r", 4));

@@ -184,12 +184,7 @@ int main(void) {
   const int nf4 = 0;
   const char *name = "test_model_ref";
 #endif
-  ftq_options *o;
-  REQUIRE_OK(ftq_options_create(&o));
-  REQUIRE_OK(ftq_options_set_int(o, "num_threads", 2));
-  ftq_context *ctx;
-  REQUIRE_OK(ftq_context_create("cpu", o, &ctx));
-  ftq_options_destroy(o);
+  ftq_context *ctx = test_cpu_context();
   int ran = 0;
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
     int r = run_file(ctx, files[i], nf4);

@@ -14,7 +14,7 @@
 #include "model/graph.h"
 #include "core/context.h"
 #include "model/model_build.h"
-#include "test_util.h"
+#include "cpu_context.h"
 
 #if defined(__has_include)
 #if __has_include("libftq/ftq_model.h")
@@ -107,9 +107,7 @@ int main(void) {
   if (!ref_open(&ref, "tests/ref/model/smollm2.safetensors")) return 1;
   ftq_options *o;
   REQUIRE_OK(ftq_options_create(&o));
-  REQUIRE_OK(ftq_options_set_int(o, "num_threads", 2));
-  ftq_context *ctx;
-  REQUIRE_OK(ftq_context_create("cpu", o, &ctx));
+  ftq_context *ctx = test_cpu_context();
   struct ftq_model *m = NULL;
   const char *dump = getenv("FTQ_SMOLLM2_SAFETENSORS");
   if (dump && *dump) {
