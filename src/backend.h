@@ -187,7 +187,7 @@ static inline size_t ftq_attention_work_bytes(int64_t q_len, int64_t kv_len) {
  * for every target t_i != -100, loss_i = logsumexp(logits_i) - logits_i[t_i].
  * Backward in the same call: dh = grad_scale * (softmax - onehot) W over the
  * counted rows (zero elsewhere). With `logits` set, writes the full logits
- * instead (inference; targets may then be NULL). */
+ * instead (inference: no dh; targets may then be NULL). */
 typedef struct ftq_lm_head_args {
   int64_t n, dim, vocab;
   const float *h;              /* [n, dim] */

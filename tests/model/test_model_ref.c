@@ -125,6 +125,31 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
   }
   s.gradient_checkpointing = 0;
 
+  /* the LM head in vocabulary chunks of 13 (the last one partial): the same loss and gradients */
+  REQUIRE_OK(ftq_lora_zero_grad(lora));
+  s.vocab_chunk = 13;
+  CHECK_OK(ftq_graph_forward_backward(m, &b, &s, &res2, NULL, demb2));
+  CHECK_MSG(fabs(res2.loss - res.loss) <= 1e-6 * fabs(res.loss), "%s: chunked loss %.9g != %.9g", file, res2.loss,
+            res.loss);
+  double worst_chunk = test_rel_error_f32(demb2, demb, T * H);
+  for (size_t i = 0; i < nt; i++) {
+    int64_t shape[2];
+    ftq_lora_tensor_info(lora, i, NULL, 0, shape);
+    size_t n = (size_t)(shape[0] * shape[1]);
+    float *g2 = malloc(sizeof(float) * n);
+    CHECK_OK(ftq_lora_get_grad(lora, i, g2, n));
+    double e = test_rel_error_f32(g2, g1[i], n);
+    if (e > worst_chunk) worst_chunk = e;
+    free(g2);
+  }
+  printf("  %-18s %-62s %.2e\n", file, "gradients with a chunked LM head vs one chunk", worst_chunk);
+  CHECK_MSG(worst_chunk < 1e-6, "%s: chunked LM head changes gradients by %.3g", file, worst_chunk);
+  float *chunk_logits = malloc(sizeof(float) * T * V);
+  CHECK_OK(ftq_graph_forward(m, &b, &s, NULL, NULL, chunk_logits));
+  CHECK(memcmp(chunk_logits, logits, sizeof(float) * T * V) == 0 || test_rel_error_f32(chunk_logits, logits, T * V) < 1e-7);
+  free(chunk_logits);
+  s.vocab_chunk = 0;
+
   /* KV-cache decoding of row 0 one token at a time = the full forward */
   ftq_kv_cache *kv;
   REQUIRE_OK(ftq_kv_cache_create(m, b.seq_len, &kv));
