@@ -105,6 +105,9 @@ int main(int argc, char **argv) {
     }
   }
   if (quick) seq = 64, steps = 1;
+  /* OpenBLAS picks its kernels from the CPU model; on CPUs it does not know
+   * it falls back to slow generic ones unless told (docs/model.md) */
+  const char *coretype = getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "";
   ftq_options *o;
   ftq_options_create(&o);
   if (threads) ftq_options_set_int(o, "num_threads", threads);
@@ -146,10 +149,11 @@ int main(int argc, char **argv) {
     int64_t np;
     ftq_lora_num_parameters(l, &np);
     printf("{\"bench\": \"train_cpu\", \"model\": \"SmolLM2-135M shape, random f32 weights\", \"device\": \"%s\", "
+           "\"openblas_coretype\": \"%s\", "
            "\"rows\": %lld, \"seq_len\": %lld, \"lora_r\": %d, \"target_modules\": \"%s\", \"lora_params\": %lld, "
            "\"gradient_checkpointing\": %s, \"steps\": %d, \"step_ms_median\": %.1f, \"tokens_per_s\": %.1f, "
            "\"activation_mb\": %.1f, \"workspace_mb\": %.1f, \"loss\": %.4f}\n",
-           ftq_context_device_name(ctx), (long long)rows, (long long)seq, cfgs[k].r, cfgs[k].targets, (long long)np,
+           ftq_context_device_name(ctx), coretype, (long long)rows, (long long)seq, cfgs[k].r, cfgs[k].targets, (long long)np,
            cfgs[k].ckpt ? "true" : "false", steps, med, (double)T / (med / 1e3), act / 1048576.0, ws / 1048576.0,
            res.loss);
     fflush(stdout);

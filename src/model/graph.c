@@ -105,8 +105,8 @@ typedef struct graph {
 /* ---------------------------------------------------------------------- */
 /* checks                                                                   */
 
-static ftq_status need_op(const graph *g, const void *op, const char *name) {
-  if (op) return FTQ_OK;
+static ftq_status need_op(const graph *g, int present, const char *name) {
+  if (present) return FTQ_OK;
   return ftq_error(FTQ_ERR_UNSUPPORTED,
                    "the %s backend does not implement the model operation '%s' yet; run the model on a \"cpu\" "
                    "context",
@@ -115,7 +115,7 @@ static ftq_status need_op(const graph *g, const void *op, const char *name) {
 
 static ftq_status check_ops(const graph *g) {
   const ftq_backend *b = g->be;
-#define OP(x) FTQ_TRY(need_op(g, (const void *)b->x, #x))
+#define OP(x) FTQ_TRY(need_op(g, b->x != NULL, #x))
   OP(embedding);
   OP(rmsnorm);
   OP(linear);
