@@ -78,31 +78,31 @@ static inline ftq_status ref_model_load(ftq_context *ctx, const ref_file *r, int
   const char *key;
   json_t *val;
   json_object_foreach(r->header, key, val) {
-    if (strncmp(key, "w.", 2) != 0) continue;
     ref_tensor t;
-    ref_get(r, key, &t);
-    const char *name = key + 2;
-    char nk[256];
-    snprintf(nk, sizeof nk, "nf4.%s.packed", name);
-    ref_tensor pk, am;
-    if (nf4 && ref_get(r, nk, &pk)) {
-      snprintf(nk, sizeof nk, "nf4.%s.absmax", name);
-      am = ref_need(r, nk);
+    if (strncmp(key, "w.", 2) == 0) { /* weights by HF name */
+      ref_get(r, key, &t);
+      ftq_dtype dt = strcmp(t.dtype, "U16") == 0 ? FTQ_DTYPE_BF16 : FTQ_DTYPE_F32;
+      st = ftq_model_set_hf_tensor(m, key + 2, dt, t.ndim, t.shape, t.data);
+    } else if (nf4 && strncmp(key, "nf4.", 4) == 0 && strstr(key, ".packed")) { /* NF4 linear weights */
+      char name[256], nk[300];
       long long layer;
       char proj[32];
+      snprintf(name, sizeof name, "%.*s", (int)(strstr(key, ".packed") - key - 4), key + 4);
       if (sscanf(name, "model.layers.%lld.%*[a-z_].%31[a-z_].weight", &layer, proj) != 2) {
-        st = FTQ_ERR_INTERNAL;
+        st = ftq_error(FTQ_ERR_INTERNAL, "reference: unexpected NF4 tensor %s", key);
         break;
       }
       int p = 0;
       while (p < FTQ_PROJ_COUNT && strcmp(ftq_proj_name((ftq_proj)p), proj) != 0) p++;
+      snprintf(nk, sizeof nk, "nf4.%s.absmax", name);
+      ref_tensor am = ref_need(r, nk);
+      snprintf(nk, sizeof nk, "nf4.%s.dequantized", name);
+      ref_tensor dq = ref_need(r, nk);
+      ref_get(r, key, &t);
       ftq_qtensor q;
-      st = ref_nf4_qtensor(ctx, &pk, &am, t.shape[0], t.shape[1], &q);
+      st = ref_nf4_qtensor(ctx, &t, &am, dq.shape[0], dq.shape[1], &q);
       if (st == FTQ_OK) st = ftq_model_set_linear(m, layer, (ftq_proj)p, &q);
       ftq_qtensor_release(&q);
-    } else {
-      ftq_dtype dt = strcmp(t.dtype, "U16") == 0 ? FTQ_DTYPE_BF16 : FTQ_DTYPE_F32;
-      st = ftq_model_set_hf_tensor(m, name, dt, t.ndim, t.shape, t.data);
     }
     if (st != FTQ_OK) break;
   }

@@ -65,6 +65,29 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
       ref_close(&r);
       return -1;
     }
+    /* every NF4 weight dequantizes bit for bit as the bitsandbytes emulation did */
+    int exact = 0, total = 0;
+    const char *key;
+    json_t *val;
+    json_object_foreach(r.header, key, val) {
+      size_t kl = strlen(key);
+      if (strncmp(key, "nf4.", 4) != 0 || kl < 12 || strcmp(key + kl - 12, ".dequantized") != 0) continue;
+      long long layer;
+      char proj[32];
+      if (sscanf(key, "nf4.model.layers.%lld.%*[a-z_].%31[a-z_].weight", &layer, proj) != 2) continue;
+      int p = 0;
+      while (p < FTQ_PROJ_COUNT && strcmp(ftq_proj_name((ftq_proj)p), proj) != 0) p++;
+      ref_tensor want = ref_need(&r, key);
+      float *got = malloc(sizeof(float) * (size_t)want.numel);
+      CHECK_OK(ftq_qtensor_dequantize(&m->layers[layer].proj[p], FTQ_DTYPE_F32, got));
+      int same = memcmp(got, want.data, sizeof(float) * (size_t)want.numel) == 0;
+      CHECK_MSG(same, "%s: NF4 dequantization differs from the bitsandbytes emulation", key);
+      exact += same;
+      total++;
+      free(got);
+    }
+    printf("  %-18s %d of %d NF4 weights dequantize bit for bit as bitsandbytes\n", file, exact, total);
+    CHECK(total > 0);
   }
   /* rotary frequencies */
   float inv[64];

@@ -175,6 +175,8 @@ def run(name, c, rng, nf4):
                 packed, absmax, deq = nf4_quantize(weights[k])
                 out["nf4." + k + ".packed"] = packed
                 out["nf4." + k + ".absmax"] = absmax
+                out["nf4." + k + ".dequantized"] = deq
+                del out["w." + k]  # the NF4 codes replace the f32 weight
                 weights[k] = deq
 
     ids = rng.integers(3, c["vocab_size"], size=(ROWS, SEQ)).astype(np.int64)
