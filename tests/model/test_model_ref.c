@@ -166,7 +166,7 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
     free(g2);
   }
   printf("  %-18s %-62s %.2e\n", file, "gradients with a chunked LM head vs one chunk", worst_chunk);
-  CHECK_MSG(worst_chunk < 1e-6, "%s: chunked LM head changes gradients by %.3g", file, worst_chunk);
+  CHECK_MSG(worst_chunk < 5e-6, "%s: chunked LM head changes gradients by %.3g", file, worst_chunk);
   float *chunk_logits = malloc(sizeof(float) * T * V);
   CHECK_OK(ftq_graph_forward(m, &b, &s, NULL, NULL, chunk_logits));
   CHECK(memcmp(chunk_logits, logits, sizeof(float) * T * V) == 0 || test_rel_error_f32(chunk_logits, logits, T * V) < 1e-7);
