@@ -33,6 +33,15 @@ def main():
     ids = torch.randint(0, 49152, (args.rows, args.seq))
     for targets, r, ckpt in (("q_proj,v_proj", 8, False), ("all-linear", 16, False), ("all-linear", 16, True)):
         base = LlamaForCausalLM(cfg).float()
+        with torch.no_grad():  # the weight scales of bench_train_cpu.c (HF's 0.02 init is not what trained models hold)
+            for name, p in base.named_parameters():
+                if name.endswith("norm.weight"):
+                    p.uniform_(0.9, 1.1)
+                elif "embed_tokens" in name:
+                    p.uniform_(-0.05, 0.05)
+                else:
+                    b = 1.7 / p.shape[1] ** 0.5
+                    p.uniform_(-b, b)
         if ckpt:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         tm = ["q_proj", "v_proj"] if targets != "all-linear" else "all-linear"
