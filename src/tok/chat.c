@@ -176,10 +176,13 @@ static ftq_status render_llama2(const char *bos, const char *eos, const ftq_chat
   for (size_t i = first; i < n; i++) {
     const ftq_chat_message *m = &msgs[i];
     int want_user = (i - first) % 2 == 0;
-    if (role_is(m, "user") != want_user || (!want_user && !role_is(m, "assistant")))
+    /* the template's test: user exactly at even places; other roles at odd
+     * places render nothing */
+    if (role_is(m, "user") != want_user)
       return ftq_error(FTQ_ERR_FORMAT,
-                       "message %zu: role '%.*s': the Llama-2 template needs roles to alternate user/assistant/... "
-                       "(after an optional first system message)", i, (int)m->role_len, m->role);
+                       "message %zu: role '%.*s': Conversation roles must alternate user/assistant/user/assistant/... "
+                       "(Llama-2 template, after an optional first system message)", i, (int)m->role_len, m->role);
+    if (!want_user && !role_is(m, "assistant")) continue;
     const char *c = m->content;
     size_t cn = m->content_len;
     if (want_user) {

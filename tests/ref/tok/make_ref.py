@@ -136,15 +136,20 @@ def sp_vocab_and_merges(texts, n_merges):
     tk = Tokenizer(models.BPE(unk_token="<unk>"))
     tk.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     tk.pre_tokenizer = pre_tokenizers.Split("\n", "isolated")  # keep lines apart while learning pieces
-    tr = trainers.BpeTrainer(vocab_size=1400, special_tokens=[], show_progress=False, limit_alphabet=300)
+    tr = trainers.BpeTrainer(vocab_size=1600, special_tokens=[], show_progress=False)
     tk.train_from_iterator(texts, tr)
     learned = json.loads(tk.to_str())["model"]
     pieces = sorted(learned["vocab"].items(), key=lambda kv: kv[1])
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
     for b in range(256):
         vocab["<0x%02X>" % b] = len(vocab)
+    # keep pieces over a fixed small alphabet, so that byte fallback is
+    # exercised by every other script (a training alphabet cut by frequency
+    # is not deterministic in `tokenizers`)
+    allowed = set("▁abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'\"()[]{}<>/\\|-_+=*&^%$#@~`"
+                  "\n\téüßøñçàÉαβγδабвгд中文")
     for p, _ in pieces:
-        if p not in vocab:
+        if p not in vocab and all(ch in allowed for ch in p):
             vocab[p] = len(vocab)
     # SentencePieceExtractor.extract(vocab_scores) with scores = -id
     merges = []
@@ -250,6 +255,92 @@ def build_smollm2(path):
 
 
 # --------------------------------------------------------------------------
+# chat templates (the models' own Jinja text)
+LLAMA2_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}"
+    "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+    "{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}")
+LLAMA3_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim"
+    " + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+QWEN2_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+CONVERSATIONS = [
+    ([{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}], False),
+    ([{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a colour."},
+      {"role": "assistant", "content": "Blue."}], False),
+    ([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
+      {"role": "user", "content": "Tell me a joke."}, {"role": "assistant", "content": "Why did the chicken cross the road?"}],
+     False),
+    ([{"role": "user", "content": "Only a question"}], True),
+    ([{"role": "system", "content": "  spaced system  "}, {"role": "user", "content": "\n  padded question \t\n"},
+      {"role": "assistant", "content": "  padded answer\n\n"}], False),
+    ([{"role": "user", "content": "Résumé: naïve 日本語 🐍\nline two"}, {"role": "assistant", "content": "ok ✓"}], True),
+    ([{"role": "user", "content": "say </s> and <|im_end|> and <|eot_id|>"},
+      {"role": "assistant", "content": "I said </s> <|im_end|>"}], False),
+    ([{"role": "user", "content": ""}, {"role": "assistant", "content": ""}], False),
+    ([{"role": "system", "content": "sys only then user"}, {"role": "user", "content": "q"}], True),
+    ([{"role": "user", "content": "a"}, {"role": "system", "content": "mid-conversation system"},
+      {"role": "user", "content": "b"}], False),
+    ([{"role": "assistant", "content": "assistant first"}], False),
+]
+
+
+def chat_refs(tokenizers_by_name):
+    from transformers import PreTrainedTokenizerFast
+    setups = [("llama-2", "sp_legacy", LLAMA2_TEMPLATE), ("chatml", "smollm2", None), ("chatml", "qwen2", QWEN2_TEMPLATE),
+              ("llama-3", "llama3", LLAMA3_TEMPLATE)]
+    out = []
+    for kind, name, template in setups:
+        tk, cfg, _ = tokenizers_by_name[name]
+        hf = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(tk.to_str()),
+                                     bos_token=cfg.get("bos_token"), eos_token=cfg.get("eos_token"))
+        hf.chat_template = template or cfg["chat_template"]
+        for msgs, gen in CONVERSATIONS:
+            case = {"tokenizer": name, "kind": kind, "messages": msgs, "add_generation_prompt": gen}
+            try:
+                text = hf.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+            except Exception as e:  # noqa: BLE001 - the template's raise_exception
+                case["error"] = str(e)
+                out.append(case)
+                continue
+            case["text"] = text
+            case["ids"] = hf(text, add_special_tokens=False)["input_ids"]
+            # assistant spans: each assistant turn's rendered content and end token
+            end = {"llama-2": " " + (cfg.get("eos_token") or ""), "chatml": "<|im_end|>", "llama-3": "<|eot_id|>"}[kind]
+            spans, pos = [], 0
+            for m in msgs:
+                if m["role"] != "assistant":
+                    continue
+                body = m["content"] if kind == "chatml" else m["content"].strip()
+                if kind == "llama-2":
+                    body = " " + body
+                head = {"llama-2": " [/INST]", "chatml": "<|im_start|>assistant\n",
+                        "llama-3": "<|start_header_id|>assistant<|end_header_id|>\n\n"}[kind]
+                k = text.index(head, pos) + len(head)
+                assert text.startswith(body + end, k), (text, k, body)
+                a = len(text[:k].encode("utf-8"))
+                b = a + len((body + end).encode("utf-8"))
+                spans.append([a, b])
+                pos = k + len(body + end)
+            case["spans"] = spans
+            out.append(case)
+    return out
+
+
 def expected(tk, cases, n_random_decodes=200):
     out = []
     vocab_n = tk.get_vocab_size(with_added_tokens=True)
@@ -307,18 +398,20 @@ def main():
     toks["smollm2"] = (sm, sm_cfg, True)
     sp_legacy, sp_meta, _ = build_sp(texts)
     l2cfg = {"tokenizer_class": "LlamaTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-             "add_bos_token": True, "add_eos_token": False}
+             "add_bos_token": True, "add_eos_token": False, "chat_template": LLAMA2_TEMPLATE}
     toks["sp_legacy"] = (sp_legacy, l2cfg, False)
     toks["sp_meta"] = (sp_meta, l2cfg, False)
     l3 = build_bytelevel(texts, RE_LLAMA3, ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
                                            "<|end_header_id|>", "<|eot_id|>", "<|reserved_special_token_0|>"],
                          1500, True, False, bos="<|begin_of_text|>")
-    toks["llama3"] = (l3, {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}, False)
+    toks["llama3"] = (l3, {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
+                           "chat_template": LLAMA3_TEMPLATE}, False)
     qw = build_bytelevel(texts, RE_QWEN2, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], 1200, False, True)
     qw.add_tokens([AddedToken("<mask>", lstrip=True, rstrip=True, special=True, normalized=False),
                    AddedToken("[DOG]", single_word=True, special=False, normalized=False),
                    AddedToken("é!", special=False, normalized=True)])
-    toks["qwen2"] = (qw, {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}, False)
+    toks["qwen2"] = (qw, {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": QWEN2_TEMPLATE},
+                     False)
 
     for name, (tk, cfg, gz) in toks.items():
         save_tokenizer(tk, name, cfg, gz)
@@ -326,6 +419,7 @@ def main():
         tk2 = Tokenizer.from_str(tk.to_str())
         dump(expected(tk2, cases), os.path.join(HERE, name, "expected.json"))
         print(name, "vocab", tk2.get_vocab_size(), file=sys.stderr)
+    dump({"cases": chat_refs(toks)}, os.path.join(HERE, "chat.json"))
 
 
 if __name__ == "__main__":
