@@ -21,5 +21,6 @@
 #include "ftq_options.h"
 #include "ftq_context.h"
 #include "ftq_tokenizer.h"
+#include "ftq_dataset.h"
 
 #endif /* LIBFTQ_FTQ_H */
