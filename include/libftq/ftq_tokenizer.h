@@ -73,7 +73,8 @@ typedef enum ftq_decode_flag {
  * ("auto": the model's own template when it is one of the supported
  * formats; or "llama-2", "chatml", "llama-3", "none").
  *
- * @param path one of: a model folder holding tokenizer.json (and optionally
+ * @param path one of: a model folder holding tokenizer.json (or
+ *        tokenizer.json.gz, and optionally
  *        tokenizer_config.json, which supplies the special tokens,
  *        add_bos_token/add_eos_token and the chat template); a
  *        tokenizer.json file, plain or gzip-compressed (a

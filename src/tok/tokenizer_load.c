@@ -103,6 +103,7 @@ ftq_status ftq_tokenizer_load(const char *path, const ftq_options *opts, ftq_tok
     char json[4096];
     snprintf(json, sizeof json, "%s/tokenizer.json", path);
     snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", path);
+    if (!is_file(json)) snprintf(json, sizeof json, "%s/tokenizer.json.gz", path);
     if (!is_file(json))
       return ftq_error(FTQ_ERR_NOT_FOUND, "'%s' is a folder without tokenizer.json (give a tokenizer.json or a GGUF file)",
                        path);

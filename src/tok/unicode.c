@@ -198,11 +198,15 @@ size_t ftq_nfc(const unsigned char *in, size_t n, unsigned char *out, int32_t *a
     src[w] = src[k];
     w++;
   }
+  /* canonical ordering can move a mark before an earlier one: offsets are
+   * kept non-decreasing (a moved mark takes its predecessor's offset) */
   size_t o = 0;
+  int32_t hi = 0;
   for (size_t k = 0; k < w; k++) {
     size_t len = ftq_utf8_encode(cps[k], out + o);
+    if (src[k] > hi) hi = src[k];
     if (align)
-      for (size_t b = 0; b < len; b++) align[o + b] = src[k];
+      for (size_t b = 0; b < len; b++) align[o + b] = hi;
     o += len;
   }
   free(cps);

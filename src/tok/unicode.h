@@ -68,7 +68,8 @@ static inline size_t ftq_utf8_seq_len(unsigned char b) {
 /* NFC of valid UTF-8 text in[0..n). Writes at most 3*n + 16 bytes to out
  * (the bound for canonical composition of UTF-8 input) and, when align is
  * not NULL, for every output byte the input byte offset of the character it
- * comes from. Returns the output length. Text already in NFC (the quick
+ * comes from (kept non-decreasing where reordering moved a mark). Returns
+ * the output length. Text already in NFC (the quick
  * check for ASCII and characters with no decomposition and class 0) is
  * copied unchanged. */
 size_t ftq_nfc(const unsigned char *in, size_t n, unsigned char *out, int32_t *align);

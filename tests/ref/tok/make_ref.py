@@ -379,6 +379,80 @@ def save_tokenizer(tk, name, cfg=None, gz=False):
             json.dump(cfg, f, indent=2, ensure_ascii=False)
 
 
+def nfc_cases():
+    """Strings and their NFC (Python's unicodedata at the tables' version)."""
+    try:
+        import unicodedata2 as ud
+    except ImportError:
+        import unicodedata as ud
+    rng = random.Random(SEED + 3)
+    pool = ([chr(c) for c in range(0x300, 0x370)] + [chr(c) for c in range(0x1100, 0x1200)] +
+            [chr(c) for c in range(0xAC00, 0xAC40)] + list("aeiouAEIOUnNcCsSzZ") + ["\u212b", "\u2126", "\u0958",
+            "\u1e9b", "\u0344", "\u0f73", "\ufb2c", "\U0001d160", "\u0cca", "\u0b4b", "\u3099", "\u304b", "\u0e48",
+            "\u05b4", "\u1d15f", "\u0591", "\u0f71", "\u0f80", "\u0345", "\u00c5", "\u00e9"])
+    cases = []
+    for _ in range(2000):
+        s = "".join(rng.choice(pool) for _ in range(rng.randint(1, 12)))
+        cases.append([s, ud.normalize("NFC", s)])
+    return {"unicode_version": ud.unidata_version, "cases": cases}
+
+
+def write_ggufs(toks):
+    """Vocabulary-only GGUF files (tokenizer.ggml.* metadata, no tensors) of
+    two reference tokenizers, for the GGUF tokenizer loader:
+      sp_legacy.gguf  model "llama": tokens, scores (-id), token types; the
+                      merges are implied by the scores (its tokenizer.json was
+                      built from the vocabulary the same way);
+      llama3.gguf     model "gpt2", pre "llama-bpe": tokens, types, merges."""
+    import gguf
+
+    def base(path, model):
+        w = gguf.GGUFWriter(path, "llama")
+        w.add_tokenizer_model(model)
+        return w
+
+    tk = Tokenizer.from_str(toks["sp_legacy"][0].to_str())
+    vocab = json.loads(tk.to_str())["model"]["vocab"]
+    toklist = sorted(vocab, key=vocab.get)
+    types = [3 if t in ("<s>", "</s>") else 2 if t == "<unk>" else 6 if t.startswith("<0x") else 1 for t in toklist]
+    w = base(os.path.join(HERE, "sp_legacy.gguf"), "llama")
+    w.add_token_list(toklist)
+    w.add_token_scores([-float(i) for i in range(len(toklist))])
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_chat_template(LLAMA2_TEMPLATE)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    tk = Tokenizer.from_str(toks["llama3"][0].to_str())
+    j = json.loads(tk.to_str())
+    vocab = dict(j["model"]["vocab"])
+    for a in j["added_tokens"]:
+        vocab[a["content"]] = a["id"]
+    toklist = sorted(vocab, key=vocab.get)
+    assert [vocab[t] for t in toklist] == list(range(len(toklist)))
+    specials = {a["content"] for a in j["added_tokens"]}
+    merges = [m if isinstance(m, str) else " ".join(m) for m in j["model"]["merges"]]
+    w = base(os.path.join(HERE, "llama3.gguf"), "gpt2")
+    w.add_tokenizer_pre("llama-bpe")
+    w.add_token_list(toklist)
+    w.add_token_types([3 if t in specials else 1 for t in toklist])
+    w.add_token_merges(merges)
+    w.add_bos_token_id(vocab["<|begin_of_text|>"])
+    w.add_eos_token_id(vocab["<|eot_id|>"])
+    w.add_add_bos_token(True)
+    w.add_chat_template(LLAMA3_TEMPLATE)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def dump(obj, path):
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, ensure_ascii=False, separators=(",", ":"))
@@ -420,6 +494,8 @@ def main():
         dump(expected(tk2, cases), os.path.join(HERE, name, "expected.json"))
         print(name, "vocab", tk2.get_vocab_size(), file=sys.stderr)
     dump({"cases": chat_refs(toks)}, os.path.join(HERE, "chat.json"))
+    dump(nfc_cases(), os.path.join(HERE, "nfc.json"))
+    write_ggufs(toks)
 
 
 if __name__ == "__main__":

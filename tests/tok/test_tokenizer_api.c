@@ -1,0 +1,254 @@
+/* The tokenizer's public API around encoding: loading from folders, files,
+ * gzip and memory; tokenizer_config.json and option overrides; special ids;
+ * token lookups and pieces; errors for unsupported features (named) and bad
+ * input; and the GGUF vocabularies (skipped while the GGUF reader is not
+ * linked into the library). */
+#include <unistd.h>
+
+#include "test_util.h"
+#include "tok_test_util.h"
+
+static ftq_tokenizer *load(const char *path) {
+  ftq_tokenizer *t = NULL;
+  REQUIRE_OK(ftq_tokenizer_load(path, NULL, &t));
+  return t;
+}
+
+static void test_specials_and_lookups(void) {
+  ftq_tokenizer *sm = load("tests/ref/tok/smollm2"); /* a folder with tokenizer.json.gz + tokenizer_config.json */
+  CHECK(ftq_tokenizer_vocab_size(sm) == 49152);
+  CHECK(ftq_tokenizer_special_id(sm, FTQ_TOKEN_BOS) == 1);  /* <|im_start|>, from tokenizer_config.json */
+  CHECK(ftq_tokenizer_special_id(sm, FTQ_TOKEN_EOS) == 2);  /* <|im_end|> */
+  CHECK(ftq_tokenizer_special_id(sm, FTQ_TOKEN_PAD) == 2);
+  CHECK(ftq_tokenizer_special_id(sm, FTQ_TOKEN_UNK) == 0);
+  CHECK(ftq_tokenizer_is_special(sm, 2) && !ftq_tokenizer_is_special(sm, 100));
+  CHECK(ftq_tokenizer_chat_template(sm) && strcmp(ftq_tokenizer_chat_template(sm), "chatml") == 0);
+  int32_t id;
+  CHECK_OK(ftq_tokenizer_token_to_id(sm, "<|im_end|>", 10, &id));
+  CHECK(id == 2);
+  CHECK_OK(ftq_tokenizer_token_to_id(sm, "\xC4\xA0the", 5, &id)); /* "Ġthe" */
+  const char *piece, *tokstr;
+  size_t len;
+  CHECK_OK(ftq_tokenizer_token_to_piece(sm, id, &piece, &len));
+  CHECK(len == 4 && memcmp(piece, " the", 4) == 0);
+  CHECK_OK(ftq_tokenizer_id_to_token(sm, id, &tokstr, &len));
+  CHECK(strcmp(tokstr, "\xC4\xA0the") == 0 && len == 5);
+  CHECK_STATUS(ftq_tokenizer_token_to_id(sm, "no such token", 13, &id), FTQ_ERR_NOT_FOUND);
+  CHECK_STATUS(ftq_tokenizer_token_to_piece(sm, 49152, &piece, &len), FTQ_ERR_NOT_FOUND);
+  CHECK_STATUS(ftq_tokenizer_id_to_token(sm, -1, &tokstr, NULL), FTQ_ERR_NOT_FOUND);
+  int32_t bad[] = {5, 999999};
+  char *text;
+  CHECK_STATUS(ftq_tokenizer_decode(sm, bad, 2, 0, &text, &len), FTQ_ERR_NOT_FOUND);
+  CHECK_ERROR_MENTIONS("999999");
+  /* ADD_BOS / ADD_EOS explicitly; empty text */
+  int32_t *ids;
+  size_t n;
+  CHECK_OK(ftq_tokenizer_encode(sm, "hi", 2, FTQ_ENCODE_ADD_BOS | FTQ_ENCODE_ADD_EOS, &ids, &n));
+  CHECK(n >= 3 && ids[0] == 1 && ids[n - 1] == 2);
+  ftq_free(ids);
+  CHECK_OK(ftq_tokenizer_encode(sm, NULL, 0, 0, &ids, &n));
+  CHECK(n == 0 && ids != NULL);
+  ftq_free(ids);
+  CHECK_OK(ftq_tokenizer_decode(sm, NULL, 0, 0, &text, &len));
+  CHECK(len == 0 && text && text[0] == 0);
+  ftq_free(text);
+  ftq_tokenizer_destroy(sm);
+
+  /* SentencePiece pieces: ▁ -> space, <0x0A> -> newline */
+  ftq_tokenizer *sp = load("tests/ref/tok/sp_legacy/tokenizer.json");
+  CHECK_OK(ftq_tokenizer_token_to_id(sp, "<0x0A>", 6, &id));
+  CHECK_OK(ftq_tokenizer_token_to_piece(sp, id, &piece, &len));
+  CHECK(len == 1 && piece[0] == '\n');
+  CHECK_OK(ftq_tokenizer_token_to_id(sp, "\xE2\x96\x81the", 6, &id));
+  CHECK_OK(ftq_tokenizer_token_to_piece(sp, id, &piece, &len));
+  CHECK(len == 4 && memcmp(piece, " the", 4) == 0);
+  CHECK(ftq_tokenizer_special_id(sp, FTQ_TOKEN_PAD) == 2); /* no pad token: falls back to EOS, as TRL */
+  ftq_tokenizer_destroy(sp);
+
+  /* the qwen2 reference has no BOS */
+  ftq_tokenizer *qw = load("tests/ref/tok/qwen2/tokenizer.json");
+  CHECK(ftq_tokenizer_special_id(qw, FTQ_TOKEN_BOS) == -1);
+  CHECK_STATUS(ftq_tokenizer_encode(qw, "x", 1, FTQ_ENCODE_ADD_BOS, &ids, &n), FTQ_ERR_STATE);
+  ftq_tokenizer_destroy(qw);
+}
+
+static void test_options(void) {
+  ftq_options *o;
+  REQUIRE_OK(ftq_options_create(&o));
+  REQUIRE_OK(ftq_options_set_string(o, "eos_token", "<|endoftext|>"));
+  REQUIRE_OK(ftq_options_set_string(o, "pad_token", "<|im_start|>"));
+  ftq_tokenizer *t;
+  REQUIRE_OK(ftq_tokenizer_load("tests/ref/tok/smollm2/tokenizer.json.gz", o, &t));
+  CHECK(ftq_tokenizer_special_id(t, FTQ_TOKEN_EOS) == 0 && ftq_tokenizer_special_id(t, FTQ_TOKEN_PAD) == 1);
+  ftq_tokenizer_destroy(t);
+  REQUIRE_OK(ftq_options_set_string(o, "eos_token", "<|nope|>"));
+  CHECK_STATUS(ftq_tokenizer_load("tests/ref/tok/smollm2/tokenizer.json.gz", o, &t), FTQ_ERR_NOT_FOUND);
+  CHECK_ERROR_MENTIONS("eos_token");
+  CHECK_STATUS(ftq_options_set_string(o, "chat_template", "vicuna"), FTQ_ERR_OPTION_RANGE);
+  ftq_options_destroy(o);
+}
+
+static char *slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long sz = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = malloc((size_t)sz + 1);
+  *n = fread(b, 1, (size_t)sz, f);
+  b[*n] = 0;
+  fclose(f);
+  return b;
+}
+
+/* replaces the first occurrence of `from` in json with `to` */
+static char *edit(const char *json, const char *from, const char *to) {
+  const char *p = strstr(json, from);
+  if (!p) return NULL;
+  size_t a = (size_t)(p - json), fl = strlen(from), tl = strlen(to), n = strlen(json);
+  char *r = malloc(n - fl + tl + 1);
+  memcpy(r, json, a);
+  memcpy(r + a, to, tl);
+  memcpy(r + a + tl, p + fl, n - a - fl + 1);
+  return r;
+}
+
+static void expect_refusal(const char *json, const char *from, const char *to, ftq_status st, const char *mention) {
+  char *j = edit(json, from, to);
+  CHECK_MSG(j != NULL, "test setup: \"%s\" not found", from);
+  if (!j) return;
+  ftq_tokenizer *t = NULL;
+  CHECK_STATUS(ftq_tokenizer_load_json(j, strlen(j), NULL, &t), st);
+  CHECK_ERROR_MENTIONS(mention);
+  CHECK(t == NULL);
+  free(j);
+}
+
+static void test_refusals(void) {
+  size_t n;
+  char *sp = slurp("tests/ref/tok/sp_legacy/tokenizer.json", &n);
+  char *l3 = slurp("tests/ref/tok/llama3/tokenizer.json", &n);
+  REQUIRE_OK(sp && l3 ? FTQ_OK : FTQ_ERR_IO);
+  ftq_tokenizer *t;
+  REQUIRE_OK(ftq_tokenizer_load_json(sp, strlen(sp), NULL, &t));
+  ftq_tokenizer_destroy(t);
+  expect_refusal(sp, "\"type\":\"BPE\"", "\"type\":\"Unigram\"", FTQ_ERR_UNSUPPORTED, "Unigram");
+  expect_refusal(sp, "\"type\":\"Prepend\"", "\"type\":\"NFKC\"", FTQ_ERR_UNSUPPORTED, "NFKC");
+  expect_refusal(sp, "\"type\":\"Fuse\"", "\"type\":\"WordPiece\"", FTQ_ERR_UNSUPPORTED, "WordPiece");
+  expect_refusal(sp, "\"pattern\":{\"String\":\" \"}", "\"pattern\":{\"Regex\":\" +\"}", FTQ_ERR_UNSUPPORTED, "regex");
+  expect_refusal(sp, "\"dropout\":null", "\"dropout\":0.1", FTQ_ERR_UNSUPPORTED, "dropout");
+  expect_refusal(sp, "\"continuing_subword_prefix\":null", "\"continuing_subword_prefix\":\"##\"", FTQ_ERR_UNSUPPORTED,
+                 "continuing_subword_prefix");
+  expect_refusal(l3, "\"type\":\"Split\"", "\"type\":\"Whitespace\"", FTQ_ERR_UNSUPPORTED, "Whitespace");
+  expect_refusal(l3, "\\\\p{N}{1,3}", "\\\\p{N}{1,4}", FTQ_ERR_UNSUPPORTED, "\\p{N}{1,4}");
+  expect_refusal(l3, "\"behavior\":\"Isolated\"", "\"behavior\":\"Removed\"", FTQ_ERR_UNSUPPORTED, "Removed");
+  expect_refusal(l3, "\"type\":\"TemplateProcessing\"", "\"type\":\"BertProcessing\"", FTQ_ERR_UNSUPPORTED,
+                 "BertProcessing");
+  /* malformed */
+  CHECK_STATUS(ftq_tokenizer_load_json("{\"model\": ", 10, NULL, &t), FTQ_ERR_FORMAT);
+  CHECK_ERROR_MENTIONS("line 1");
+  CHECK_STATUS(ftq_tokenizer_load_json("[]", 2, NULL, &t), FTQ_ERR_FORMAT);
+  expect_refusal(sp, "\"merges\":[", "\"merges\":[\"zzzq qqqz\",", FTQ_ERR_FORMAT, "merge 0");
+  expect_refusal(sp, "\"merges\":[", "\"merges\":[7,", FTQ_ERR_FORMAT, "merge 0");
+  expect_refusal(sp, "\"<unk>\":0", "\"<unk>\":-5", FTQ_ERR_FORMAT, "-5");
+  /* files */
+  CHECK_STATUS(ftq_tokenizer_load("/nonexistent/tokenizer.json", NULL, &t), FTQ_ERR_IO);
+  CHECK_ERROR_MENTIONS("/nonexistent/tokenizer.json");
+  CHECK_STATUS(ftq_tokenizer_load("tests/ref", NULL, &t), FTQ_ERR_NOT_FOUND);
+  CHECK_STATUS(ftq_tokenizer_load("tests/ref/tok/corpus.json", NULL, &t), FTQ_ERR_FORMAT);
+  free(sp);
+  free(l3);
+}
+
+static void test_folder(void) {
+  /* a model folder: tokenizer.json + tokenizer_config.json */
+  char dir[] = "/tmp/ftq_tok_XXXXXX";
+  REQUIRE_OK(mkdtemp(dir) ? FTQ_OK : FTQ_ERR_IO);
+  char p1[600], p2[600];
+  snprintf(p1, sizeof p1, "%s/tokenizer.json", dir);
+  snprintf(p2, sizeof p2, "%s/tokenizer_config.json", dir);
+  size_t n;
+  char *j = slurp("tests/ref/tok/llama3/tokenizer.json", &n);
+  FILE *f = fopen(p1, "wb");
+  fwrite(j, 1, n, f);
+  fclose(f);
+  f = fopen(p2, "wb");
+  fputs("{\"bos_token\": {\"content\": \"<|begin_of_text|>\"}, \"eos_token\": \"<|end_of_text|>\", "
+        "\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"x\"}, {\"name\": \"default\", \"template\": "
+        "\"{{ '<|start_header_id|>' }}\"}]}", f);
+  fclose(f);
+  ftq_tokenizer *t = load(dir);
+  int32_t eot;
+  CHECK_OK(ftq_tokenizer_token_to_id(t, "<|end_of_text|>", 15, &eot));
+  CHECK(ftq_tokenizer_special_id(t, FTQ_TOKEN_EOS) == eot);
+  CHECK(ftq_tokenizer_chat_template(t) && strcmp(ftq_tokenizer_chat_template(t), "llama-3") == 0);
+  ftq_tokenizer_destroy(t);
+  remove(p1);
+  remove(p2);
+  rmdir(dir);
+  free(j);
+}
+
+/* GGUF vocabularies: the same ids and decodes as the tokenizer.json they
+ * were written from (make_ref.py), or a skip while the library has no GGUF
+ * reader. Returns 1 if it ran. */
+static int test_gguf(json_t *texts) {
+  const char *pairs[][2] = {{"tests/ref/tok/sp_legacy.gguf", "sp_legacy"}, {"tests/ref/tok/llama3.gguf", "llama3"}};
+  for (int k = 0; k < 2; k++) {
+    ftq_tokenizer *t = NULL;
+    ftq_status st = ftq_tokenizer_load(pairs[k][0], NULL, &t);
+    if (st == FTQ_ERR_UNSUPPORTED && strstr(ftq_last_error(), "no GGUF reader")) {
+      printf("test_tokenizer_api: GGUF part skipped: %s\n", ftq_last_error());
+      return 0;
+    }
+    CHECK_OK(st);
+    if (!t) continue;
+    char epath[256];
+    snprintf(epath, sizeof epath, "tests/ref/tok/%s/expected.json", pairs[k][1]);
+    json_t *exp = tt_load_json(epath);
+    json_t *cases = json_object_get(exp, "cases");
+    size_t bad = 0;
+    for (size_t i = 0; i < json_array_size(cases); i++) {
+      size_t len, nw, nws;
+      unsigned char *text = tt_b64(json_string_value(json_array_get(texts, i)), &len);
+      int32_t *want = tt_ids(json_object_get(json_array_get(cases, i), "ids"), &nw);
+      int32_t *wants = tt_ids(json_object_get(json_array_get(cases, i), "ids_special"), &nws);
+      int32_t *ids;
+      size_t n;
+      if (ftq_tokenizer_encode(t, (const char *)text, len, 0, &ids, &n) != FTQ_OK || n != nw ||
+          memcmp(ids, want, n * 4) != 0)
+        bad++;
+      if (ids) ftq_free(ids);
+      if (ftq_tokenizer_encode(t, (const char *)text, len, FTQ_ENCODE_ADD_SPECIAL, &ids, &n) != FTQ_OK || n != nws ||
+          memcmp(ids, wants, n * 4) != 0)
+        bad++;
+      if (ids) ftq_free(ids);
+      char *dec;
+      size_t dl;
+      const char *wd = json_string_value(json_object_get(json_array_get(cases, i), "decoded"));
+      if (ftq_tokenizer_decode(t, want, nw, 0, &dec, &dl) != FTQ_OK || dl != strlen(wd) || memcmp(dec, wd, dl) != 0)
+        bad++;
+      ftq_free(dec);
+      free(want);
+      free(wants);
+      free(text);
+    }
+    CHECK_MSG(bad == 0, "%s: %zu mismatches against the tokenizer.json reference", pairs[k][0], bad);
+    CHECK(ftq_tokenizer_chat_template(t) != NULL);
+    json_decref(exp);
+    ftq_tokenizer_destroy(t);
+  }
+  return 1;
+}
+
+int main(void) {
+  json_t *corpus = tt_load_json("tests/ref/tok/corpus.json");
+  test_specials_and_lookups();
+  test_options();
+  test_refusals();
+  test_folder();
+  int ran = test_gguf(json_object_get(corpus, "texts_b64"));
+  json_decref(corpus);
+  int rc = test_finish("test_tokenizer_api");
+  return rc ? rc : ran ? 0 : TEST_SKIP_CODE;
+}
