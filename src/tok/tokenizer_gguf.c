@@ -194,8 +194,10 @@ static ftq_status load(ftq_gguf *g, const char *path, ftq_tokenizer **out) {
     int32_t type = GG_NORMAL;
     if (types) memcpy(&type, (const char *)types + 4 * i, 4);
     FTQ_TRY(tok_add_vocab(t, s, len, (int32_t)i));
-    if (type == GG_CONTROL || type == GG_USER_DEFINED)
-      FTQ_TRY(tok_add_added(t, s, len, (int32_t)i, type == GG_CONTROL, 0, 0, 0, 0));
+    /* control, unknown and user-defined tokens are matched in text (as
+     * llama.cpp does, and as their tokenizer.json lists them in added_tokens) */
+    if (type == GG_CONTROL || type == GG_UNKNOWN || type == GG_USER_DEFINED)
+      FTQ_TRY(tok_add_added(t, s, len, (int32_t)i, type != GG_USER_DEFINED, 0, 0, 0, 0));
     if (type == GG_UNKNOWN && t->unk_model < 0) t->unk_model = (int32_t)i;
   }
 
