@@ -7,7 +7,10 @@
 #include "tok/tokenizer.h"
 #include "tok_test_util.h"
 
-static ftq_tokenizer *load(const char *name) {
+static ftq_tokenizer *cache_tok[8];
+static const char *cache_name[8];
+
+static ftq_tokenizer *load_uncached(const char *name) {
   char path[512];
   snprintf(path, sizeof path, "tests/ref/tok/%s/tokenizer.json", name);
   FILE *f = fopen(path, "rb");
@@ -16,6 +19,15 @@ static ftq_tokenizer *load(const char *name) {
   ftq_tokenizer *t = NULL;
   REQUIRE_OK(ftq_tokenizer_load(path, NULL, &t));
   return t;
+}
+
+/* tokenizers are loaded once (SmolLM2's takes a while) */
+static ftq_tokenizer *load(const char *name) {
+  int i = 0;
+  for (; i < 8 && cache_name[i]; i++)
+    if (strcmp(cache_name[i], name) == 0) return cache_tok[i];
+  cache_name[i] = name;
+  return cache_tok[i] = load_uncached(name);
 }
 
 static void test_reference(void) {
@@ -81,7 +93,6 @@ static void test_reference(void) {
     }
     ftq_free(text);
     free(msgs);
-    ftq_tokenizer_destroy(tok);
   }
   json_decref(ref);
 }
@@ -131,12 +142,12 @@ static void test_detection(void) {
   CHECK_ERROR_MENTIONS("messages[0]");
   ftq_tokenizer_destroy(l3);
   ftq_tokenizer_destroy(none);
-  ftq_tokenizer_destroy(tok);
   ftq_options_destroy(o);
 }
 
 int main(void) {
   test_reference();
   test_detection();
+  for (int i = 0; i < 8; i++) ftq_tokenizer_destroy(cache_tok[i]);
   return test_finish("test_chat");
 }
