@@ -4,6 +4,7 @@
  * graph libftq runs is refused with the field and value named. */
 #include <ctype.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,61 +455,111 @@ ftq_status ftq_gguf_read_config(const ftq_gguf *g, ftq_model_config *c, int *per
 /* ---------------------------------------------------------------------- */
 /* Back to config.json                                                      */
 
-static json_t *int_or_null(int64_t v) { return v >= 0 ? json_integer((json_int_t)v) : json_null(); }
+/* A growing text buffer. */
+typedef struct tbuf {
+  char *p;
+  size_t len, cap;
+  int oom;
+} tbuf;
+
+static void tb_printf(tbuf *b, const char *fmt, ...) FTQ_PRINTF(2, 3);
+static void tb_printf(tbuf *b, const char *fmt, ...) {
+  if (b->oom) return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      b->oom = 1;
+      return;
+    }
+    if (b->p && b->len + (size_t)n < b->cap) {
+      b->len += (size_t)n;
+      return;
+    }
+    size_t cap = (b->cap ? b->cap : 512) * 2 + (size_t)n;
+    char *q = realloc(b->p, cap);
+    if (!q) {
+      b->oom = 1;
+      return;
+    }
+    b->p = q;
+    b->cap = cap;
+  }
+}
+
+/* The shortest decimal that reads back as exactly `v` (what Python's
+ * repr() writes), always with a '.' or exponent so JSON readers see a float. */
+static void tb_real(tbuf *b, double v) {
+  char s[40];
+  for (int p = 1; p <= 17; p++) {
+    snprintf(s, sizeof s, "%.*g", p, v);
+    if (strtod(s, NULL) == v) break;
+  }
+  if (!strpbrk(s, ".eEn")) strcat(s, ".0");
+  tb_printf(b, "%s", s);
+}
+
+static void tb_id(tbuf *b, int64_t v) {
+  if (v >= 0) tb_printf(b, "%lld", (long long)v);
+  else tb_printf(b, "null");
+}
 
 char *ftq_model_config_to_json(const ftq_model_config *c) {
-  json_t *o = json_object();
-  json_t *archs_j = json_array();
-  json_array_append_new(archs_j, json_string(c->architecture));
   const char *mt = ftq_model_type_of(c->architecture);
-  json_object_set_new(o, "architectures", archs_j);
-  json_object_set_new(o, "model_type", json_string(mt ? mt : "llama"));
-  json_object_set_new(o, "hidden_size", json_integer(c->hidden_size));
-  json_object_set_new(o, "intermediate_size", json_integer(c->intermediate_size));
-  json_object_set_new(o, "num_hidden_layers", json_integer(c->num_hidden_layers));
-  json_object_set_new(o, "num_attention_heads", json_integer(c->num_attention_heads));
-  json_object_set_new(o, "num_key_value_heads", json_integer(c->num_key_value_heads));
-  json_object_set_new(o, "head_dim", json_integer(c->head_dim));
-  json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
-  json_object_set_new(o, "max_position_embeddings", json_integer(c->max_position_embeddings));
-  json_object_set_new(o, "rms_norm_eps", json_real(c->rms_norm_eps));
-  json_object_set_new(o, "rope_theta", json_real(c->rope_theta));
-  json_t *rs = json_null();
-  if (c->rope_scaling == FTQ_ROPE_LINEAR) {
-    rs = json_object();
-    json_object_set_new(rs, "rope_type", json_string("linear"));
-    json_object_set_new(rs, "factor", json_real(c->rope_factor));
-  } else if (c->rope_scaling == FTQ_ROPE_LLAMA3) {
-    rs = json_object();
-    json_object_set_new(rs, "rope_type", json_string("llama3"));
-    json_object_set_new(rs, "factor", json_real(c->rope_factor));
-    json_object_set_new(rs, "low_freq_factor", json_real(c->rope_low_freq_factor));
-    json_object_set_new(rs, "high_freq_factor", json_real(c->rope_high_freq_factor));
-    json_object_set_new(rs, "original_max_position_embeddings", json_integer(c->rope_original_max_position));
-  }
-  json_object_set_new(o, "rope_scaling", rs);
-  json_object_set_new(o, "tie_word_embeddings", json_boolean(c->tie_word_embeddings));
-  if (!mt || strcmp(mt, "qwen2") != 0) json_object_set_new(o, "attention_bias", json_boolean(c->attention_bias));
-  json_object_set_new(o, "bos_token_id", int_or_null(c->bos_token_id));
-  if (c->n_eos_token_ids == 1) {
-    json_object_set_new(o, "eos_token_id", json_integer(c->eos_token_ids[0]));
-  } else if (c->n_eos_token_ids > 1) {
-    json_t *e = json_array();
-    for (int i = 0; i < c->n_eos_token_ids; i++) json_array_append_new(e, json_integer(c->eos_token_ids[i]));
-    json_object_set_new(o, "eos_token_id", e);
+  int qwen2 = mt && !strcmp(mt, "qwen2"), mistral = mt && !strcmp(mt, "mistral");
+  tbuf b = {0};
+  /* keys in sorted order, as json.dumps(sort_keys=True) writes them */
+  tb_printf(&b, "{\n  \"architectures\": [\n    \"%s\"\n  ],\n", c->architecture);
+  if (!qwen2) tb_printf(&b, "  \"attention_bias\": %s,\n", c->attention_bias ? "true" : "false");
+  tb_printf(&b, "  \"bos_token_id\": ");
+  tb_id(&b, c->bos_token_id);
+  tb_printf(&b, ",\n  \"eos_token_id\": ");
+  if (c->n_eos_token_ids == 0) tb_printf(&b, "null");
+  else if (c->n_eos_token_ids == 1) tb_printf(&b, "%lld", (long long)c->eos_token_ids[0]);
+  for (int i = 0; c->n_eos_token_ids > 1 && i < c->n_eos_token_ids; i++)
+    tb_printf(&b, "%s%lld", i ? ", " : "[", (long long)c->eos_token_ids[i]);
+  if (c->n_eos_token_ids > 1) tb_printf(&b, "]");
+  tb_printf(&b, ",\n  \"head_dim\": %lld,\n  \"hidden_act\": \"silu\",\n  \"hidden_size\": %lld,\n", (long long)c->head_dim,
+            (long long)c->hidden_size);
+  tb_printf(&b, "  \"initializer_range\": ");
+  tb_real(&b, c->initializer_range);
+  tb_printf(&b, ",\n  \"intermediate_size\": %lld,\n  \"max_position_embeddings\": %lld,\n  \"model_type\": \"%s\",\n",
+            (long long)c->intermediate_size, (long long)c->max_position_embeddings, mt ? mt : "llama");
+  tb_printf(&b, "  \"num_attention_heads\": %lld,\n  \"num_hidden_layers\": %lld,\n  \"num_key_value_heads\": %lld,\n",
+            (long long)c->num_attention_heads, (long long)c->num_hidden_layers, (long long)c->num_key_value_heads);
+  tb_printf(&b, "  \"pad_token_id\": ");
+  tb_id(&b, c->pad_token_id);
+  tb_printf(&b, ",\n  \"rms_norm_eps\": ");
+  tb_real(&b, c->rms_norm_eps);
+  tb_printf(&b, ",\n  \"rope_scaling\": ");
+  if (c->rope_scaling == FTQ_ROPE_DEFAULT) {
+    tb_printf(&b, "null");
   } else {
-    json_object_set_new(o, "eos_token_id", json_null());
+    tb_printf(&b, "{\n    \"factor\": ");
+    tb_real(&b, c->rope_factor);
+    if (c->rope_scaling == FTQ_ROPE_LLAMA3) {
+      tb_printf(&b, ",\n    \"high_freq_factor\": ");
+      tb_real(&b, c->rope_high_freq_factor);
+      tb_printf(&b, ",\n    \"low_freq_factor\": ");
+      tb_real(&b, c->rope_low_freq_factor);
+      tb_printf(&b, ",\n    \"original_max_position_embeddings\": %lld", (long long)c->rope_original_max_position);
+    }
+    tb_printf(&b, ",\n    \"rope_type\": \"%s\"\n  }", c->rope_scaling == FTQ_ROPE_LLAMA3 ? "llama3" : "linear");
   }
-  json_object_set_new(o, "pad_token_id", int_or_null(c->pad_token_id));
-  json_object_set_new(o, "initializer_range", json_real(c->initializer_range));
-  if (mt && strcmp(mt, "mistral") == 0)
-    json_object_set_new(o, "sliding_window", c->sliding_window ? json_integer(c->sliding_window) : json_null());
-  json_object_set_new(o, "hidden_act", json_string("silu"));
-  json_object_set_new(o, "torch_dtype", json_string(ftq_torch_dtype_name(c->torch_dtype)));
-  /* 15 digits: values written as decimals by people come back exactly and
-   * print as written (1e-05, not 1.0000000000000001e-05) */
-  char *text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
-  json_decref(o);
-  if (!text) ftq_error(FTQ_ERR_OUT_OF_MEMORY, "out of host memory writing a model configuration");
-  return text;
+  tb_printf(&b, ",\n  \"rope_theta\": ");
+  tb_real(&b, c->rope_theta);
+  if (mistral) {
+    tb_printf(&b, ",\n  \"sliding_window\": ");
+    tb_id(&b, c->sliding_window > 0 ? c->sliding_window : -1);
+  }
+  tb_printf(&b, ",\n  \"tie_word_embeddings\": %s,\n  \"torch_dtype\": \"%s\",\n  \"vocab_size\": %lld\n}\n",
+            c->tie_word_embeddings ? "true" : "false", ftq_torch_dtype_name(c->torch_dtype), (long long)c->vocab_size);
+  if (b.oom) {
+    free(b.p);
+    ftq_error(FTQ_ERR_OUT_OF_MEMORY, "out of host memory writing a model configuration");
+    return NULL;
+  }
+  return b.p;
 }

@@ -326,7 +326,8 @@ def make_gguf_types():
     kv("test.f64", w.add_float64, -1.0e-300, "float64")
     kv("test.bool", w.add_bool, True, "bool")
     kv("test.string", w.add_string, "héllo wörld ✓", "string")
-    kv("test.empty_string", w.add_string, "", "string")
+    # (the writer's add_string skips empty strings; add_key_value does not)
+    kv("test.empty_string", lambda k, v: w.add_key_value(k, v, gguf.GGUFValueType.STRING), "", "string")
     w.add_array("test.arr_i32", [1, -2, 3, -4])
     meta["test.arr_i32"] = {"type": "array", "elem": "int32", "value": [1, -2, 3, -4]}
     w.add_array("test.arr_f32", [0.5, -1.5])
@@ -334,8 +335,7 @@ def make_gguf_types():
     strs = ["a", "", "ünïcode", "x" * 300]
     w.add_array("test.arr_str", strs)
     meta["test.arr_str"] = {"type": "array", "elem": "string", "value": strs}
-    w.add_array("test.arr_empty", [])
-    meta["test.arr_empty"] = {"type": "array", "elem": "?", "value": []}
+    # (the package cannot write empty arrays: test_gguf.c builds one by hand)
 
     expected = []
     rows, cols = 3, 512
