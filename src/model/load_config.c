@@ -162,10 +162,24 @@ static ftq_status parse_rope(const json_t *root, const char *what, ftq_model_con
                    what, field, type);
 }
 
+/* A token id: absent keeps the default, null means none (-1), as in transformers. */
+static ftq_status token_id(const json_t *o, const char *key, const char *what, int64_t *out) {
+  const json_t *v = json_object_get(o, key);
+  if (v && json_is_null(v)) {
+    *out = -1;
+    return FTQ_OK;
+  }
+  return opt_int(o, key, what, out);
+}
+
 static ftq_status parse_eos(const json_t *root, const char *what, ftq_model_config *c) {
   const json_t *e = json_object_get(root, "eos_token_id");
   char d[96];
-  if (!e || json_is_null(e)) return FTQ_OK; /* keep the architecture default */
+  if (!e) return FTQ_OK; /* keep the architecture default */
+  if (json_is_null(e)) {
+    c->n_eos_token_ids = 0;
+    return FTQ_OK;
+  }
   if (json_is_integer(e)) {
     c->eos_token_ids[0] = (int64_t)json_integer_value(e);
     c->n_eos_token_ids = 1;
@@ -253,14 +267,14 @@ static ftq_status parse_root(const json_t *root, const char *what, int default_l
   c->attention_bias = ai->qkv_bias;
   if (!ai->qkv_bias) FTQ_TRY(opt_bool(root, "attention_bias", what, &c->attention_bias));
   c->bos_token_id = ai->bos;
-  FTQ_TRY(opt_int(root, "bos_token_id", what, &c->bos_token_id));
+  FTQ_TRY(token_id(root, "bos_token_id", what, &c->bos_token_id));
   if (ai->eos >= 0) {
     c->eos_token_ids[0] = ai->eos;
     c->n_eos_token_ids = 1;
   }
   FTQ_TRY(parse_eos(root, what, c));
   c->pad_token_id = -1;
-  FTQ_TRY(opt_int(root, "pad_token_id", what, &c->pad_token_id));
+  FTQ_TRY(token_id(root, "pad_token_id", what, &c->pad_token_id));
   c->initializer_range = 0.02;
   FTQ_TRY(opt_float(root, "initializer_range", what, &c->initializer_range));
   if (!(c->initializer_range >= 0))

@@ -416,6 +416,27 @@ def add_llama_metadata(w, cfg, vocab):
     w.add_eos_token_id(cfg.eos_token_id)
 
 
+def make_fuzz_seed_gguf():
+    """A very small Llama GGUF for the fuzz corpus (tests/fuzz/corpus/gguf): every path of the reader and
+    ftq_gguf_read_config, in a few KB."""
+    cfg = tiny_llama_config(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                            num_key_value_heads=1, vocab_size=8)
+    path = os.path.join(HERE, "..", "..", "fuzz", "corpus", "gguf", "mini_llama.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    add_llama_metadata(w, cfg, ["t%d" % i for i in range(8)])
+    torch.manual_seed(3)
+    m = LlamaForCausalLM(cfg)
+    kinds = [Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1]
+    for k, (name, t) in enumerate(m.state_dict().items()):
+        x = t.float().numpy()
+        qt = Q.F32 if x.ndim == 1 else kinds[k % len(kinds)]
+        w.add_tensor(hf_to_gguf_name(name), gguf.quants.quantize(x, qt) if qt != Q.F32 else x, raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def make_tiny_gguf():
     """tiny_llama (bf16) as GGUF: q/k permuted as llama.cpp does; layer 0's q in F32 and k in BF16 (exact),
     layer 1's q/k quantized (Q8_0, Q4_0); other tensors in a mix of types."""
@@ -518,6 +539,7 @@ def main():
     make_configs()
     make_gguf_types()
     make_tiny_gguf()
+    make_fuzz_seed_gguf()
     if a.smollm2 and os.path.exists(a.smollm2):
         make_smollm2(a.smollm2)
     else:
