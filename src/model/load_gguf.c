@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/context.h"
 #include "core/error.h"
@@ -110,8 +109,7 @@ static ftq_status check_tensor(const ftq_gguf *g, const ftq_weight_slot *s, cons
 
 ftq_status ftq_model_load_gguf(ftq_context *ctx, const char *path, const ftq_options *opts, struct ftq_model **out) {
   *out = NULL;
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  double t0 = ftq_load_clock();
   ftq_dtype want;
   FTQ_TRY(ftq_model_option_dtype(opts, &want));
   ftq_gguf *g;
@@ -179,15 +177,11 @@ ftq_status ftq_model_load_gguf(ftq_context *ctx, const char *path, const ftq_opt
   }
   ftq_scratch_free(&rows);
   ftq_scratch_free(&conv);
-  if (st == FTQ_OK) {
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    char detail[64];
-    snprintf(detail, sizeof detail, "GGUF v%u", ftq_gguf_version(g));
-    ftq_model_log_summary(m, path, detail, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
-    *out = m;
-  } else {
-    ftq_model_free(m);
-  }
+  char detail[64];
+  snprintf(detail, sizeof detail, "GGUF v%u", ftq_gguf_version(g));
+  if (st == FTQ_OK) ftq_model_log_summary(m, path, detail, t0);
+  if (st == FTQ_OK) *out = m;
+  else ftq_model_free(m);
   free(src);
   free(slots);
   ftq_gguf_close(g);

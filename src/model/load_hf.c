@@ -5,7 +5,6 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/context.h"
 #include "core/error.h"
@@ -52,8 +51,7 @@ static ftq_status check_tensors(const ftq_st_set *set, const ftq_weight_slot *sl
 
 static ftq_status load(ftq_context *ctx, const char *path, const char *dir, const ftq_options *opts,
                        struct ftq_model **out) {
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  double t0 = ftq_load_clock();
   ftq_dtype want;
   FTQ_TRY(ftq_model_option_dtype(opts, &want));
   char *cfg_path = ftq_path_join(dir, "config.json");
@@ -99,15 +97,11 @@ static ftq_status load(ftq_context *ctx, const char *path, const char *dir, cons
   }
   ftq_scratch_free(&scratch);
   free(slots);
-  if (st == FTQ_OK) {
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    char src_desc[64];
-    snprintf(src_desc, sizeof src_desc, "%zu safetensors file(s)", ftq_st_set_file_count(set));
-    ftq_model_log_summary(m, path, src_desc, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
-    *out = m;
-  } else {
-    ftq_model_free(m);
-  }
+  char detail[64];
+  snprintf(detail, sizeof detail, "%zu safetensors file(s)", ftq_st_set_file_count(set));
+  if (st == FTQ_OK) ftq_model_log_summary(m, path, detail, t0);
+  if (st == FTQ_OK) *out = m;
+  else ftq_model_free(m);
   ftq_st_set_close(set);
   return st;
 }

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/context.h"
 #include "core/error.h"
@@ -53,8 +52,7 @@ static void fill_range(void *arg, size_t begin, size_t end, int worker) {
 ftq_status ftq_model_build_random(ftq_context *ctx, const ftq_model_config *cfg, uint64_t seed,
                                   const ftq_options *opts, struct ftq_model **out) {
   *out = NULL;
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  double t0 = ftq_load_clock();
   ftq_dtype dt;
   FTQ_TRY(ftq_model_option_dtype(opts, &dt));
   if (dt == FTQ_DTYPE_COUNT) dt = cfg->torch_dtype;
@@ -88,11 +86,9 @@ ftq_status ftq_model_build_random(ftq_context *ctx, const ftq_model_config *cfg,
     ftq_model_free(m);
     return st;
   }
-  clock_gettime(CLOCK_MONOTONIC, &t1);
   char detail[64];
   snprintf(detail, sizeof detail, "seed %llu", (unsigned long long)seed);
-  ftq_model_log_summary(m, "random initialisation", detail,
-                        (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+  ftq_model_log_summary(m, "random initialisation", detail, t0);
   *out = m;
   return FTQ_OK;
 }

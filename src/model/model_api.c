@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/context.h"
 #include "core/error.h"
@@ -176,46 +177,47 @@ ftq_status ftq_model_config_json(const ftq_model *m, char **out) {
 
 static int64_t numel_or_zero(const ftq_tensor *t) { return t->data ? ftq_tensor_numel(t) : 0; }
 
-int64_t ftq_model_count_params(const struct ftq_model *m, int kind) {
-  int64_t emb = numel_or_zero(&m->tok_embeddings), head = numel_or_zero(&m->lm_head), lin = 0, norm = 0, bias = 0;
-  norm += numel_or_zero(&m->final_norm);
+/* Parameter counts and device bytes of every ftq_param_kind in one pass. */
+static void tally(const struct ftq_model *m, int64_t count[FTQ_PARAMS_BIAS + 1], size_t bytes[FTQ_PARAMS_BIAS + 1]) {
+  memset(count, 0, sizeof(int64_t) * (FTQ_PARAMS_BIAS + 1));
+  memset(bytes, 0, sizeof(size_t) * (FTQ_PARAMS_BIAS + 1));
+#define ADD(kind, t)                  \
+  do {                                \
+    count[kind] += numel_or_zero(t);  \
+    bytes[kind] += (t)->buf.bytes;    \
+  } while (0)
+  ADD(FTQ_PARAMS_EMBEDDING, &m->tok_embeddings);
+  ADD(FTQ_PARAMS_LM_HEAD, &m->lm_head);
+  ADD(FTQ_PARAMS_NORM, &m->final_norm);
   for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++) {
     const ftq_layer *L = &m->layers[l];
-    norm += numel_or_zero(&L->attn_norm) + numel_or_zero(&L->ffn_norm);
+    ADD(FTQ_PARAMS_NORM, &L->attn_norm);
+    ADD(FTQ_PARAMS_NORM, &L->ffn_norm);
     for (int p = 0; p < FTQ_PROJ_COUNT; p++) {
-      lin += L->proj[p].ctx ? ftq_qtensor_numel(&L->proj[p]) : 0;
-      bias += numel_or_zero(&L->bias[p]);
+      ADD(FTQ_PARAMS_BIAS, &L->bias[p]);
+      count[FTQ_PARAMS_LINEAR] += L->proj[p].ctx ? ftq_qtensor_numel(&L->proj[p]) : 0;
+      bytes[FTQ_PARAMS_LINEAR] += ftq_qtensor_bytes(&L->proj[p]);
     }
   }
-  switch (kind) {
-    case FTQ_PARAMS_LINEAR: return lin;
-    case FTQ_PARAMS_EMBEDDING: return emb;
-    case FTQ_PARAMS_LM_HEAD: return head;
-    case FTQ_PARAMS_NORM: return norm;
-    case FTQ_PARAMS_BIAS: return bias;
-    default: return emb + head + lin + norm + bias;
+#undef ADD
+  for (int k = FTQ_PARAMS_LINEAR; k <= FTQ_PARAMS_BIAS; k++) {
+    count[FTQ_PARAMS_ALL] += count[k];
+    bytes[FTQ_PARAMS_ALL] += bytes[k];
   }
 }
 
+int64_t ftq_model_count_params(const struct ftq_model *m, int kind) {
+  int64_t count[FTQ_PARAMS_BIAS + 1];
+  size_t bytes[FTQ_PARAMS_BIAS + 1];
+  tally(m, count, bytes);
+  return count[kind];
+}
+
 size_t ftq_model_count_bytes(const struct ftq_model *m, int kind) {
-  size_t emb = m->tok_embeddings.buf.bytes, head = m->lm_head.buf.bytes, lin = 0, norm = m->final_norm.buf.bytes,
-         bias = 0;
-  for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++) {
-    const ftq_layer *L = &m->layers[l];
-    norm += L->attn_norm.buf.bytes + L->ffn_norm.buf.bytes;
-    for (int p = 0; p < FTQ_PROJ_COUNT; p++) {
-      lin += ftq_qtensor_bytes(&L->proj[p]);
-      bias += L->bias[p].buf.bytes;
-    }
-  }
-  switch (kind) {
-    case FTQ_PARAMS_LINEAR: return lin;
-    case FTQ_PARAMS_EMBEDDING: return emb;
-    case FTQ_PARAMS_LM_HEAD: return head;
-    case FTQ_PARAMS_NORM: return norm;
-    case FTQ_PARAMS_BIAS: return bias;
-    default: return emb + head + lin + norm + bias;
-  }
+  int64_t count[FTQ_PARAMS_BIAS + 1];
+  size_t bytes[FTQ_PARAMS_BIAS + 1];
+  tally(m, count, bytes);
+  return bytes[kind];
 }
 
 static int valid_kind(ftq_param_kind k) { return (int)k >= FTQ_PARAMS_ALL && (int)k <= FTQ_PARAMS_BIAS; }
@@ -268,7 +270,14 @@ ftq_status ftq_model_memory(const ftq_model *m, ftq_memory_category cat, size_t 
 
 /* ---------------------------------------------------------------------- */
 
-void ftq_model_log_summary(const struct ftq_model *m, const char *source, const char *detail, double seconds) {
+double ftq_load_clock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void ftq_model_log_summary(const struct ftq_model *m, const char *source, const char *detail, double t0) {
+  double seconds = ftq_load_clock() - t0;
   const ftq_model_config *c = &m->cfg;
   char bytes[32];
   ftq_format_bytes((double)ftq_model_count_bytes(m, FTQ_PARAMS_ALL), bytes, sizeof bytes);

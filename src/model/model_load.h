@@ -105,9 +105,12 @@ struct ftq_scratch {
 void *ftq_scratch_get(ftq_scratch *s, size_t bytes, const char *what);
 void ftq_scratch_free(ftq_scratch *s);
 
+/* Seconds on a monotonic clock, for load timings. */
+double ftq_load_clock(void);
 /* Logs the summary line of a loaded model: architecture, shapes, parameter
- * counts, stored dtypes, device bytes and time. */
-void ftq_model_log_summary(const struct ftq_model *m, const char *source, const char *detail, double seconds);
+ * counts, stored dtypes, device bytes and the time since `t0`
+ * (ftq_load_clock()). */
+void ftq_model_log_summary(const struct ftq_model *m, const char *source, const char *detail, double t0);
 
 /* Parameter counts and device bytes by ftq_param_kind (model_api.c). */
 int64_t ftq_model_count_params(const struct ftq_model *m, int kind);

@@ -195,7 +195,7 @@ static void expect(buf *b, ftq_status want, const char *mention) {
 
 static void test_malformed(void) {
   buf b = {0};
-  uint64_t ne4[1] = {4}, ne16[1] = {16}, big[3] = {1ull << 40, 1ull << 40, 1ull << 40};
+  uint64_t ne4[1] = {4}, ne16[1] = {16}, big[5] = {1ull << 40, 1ull << 40, 1ull << 40, 1, 1};
   header(&b, 3, 0, 0);
   expect(&b, FTQ_OK, "");
   header(&b, 3, 1, 0);

@@ -389,12 +389,6 @@ static void test_malformed(void) {
   CHECK_ERROR_MENTIONS("no .safetensors");
 }
 
-static void write_text(const char *path, const char *text) {
-  FILE *fp = fopen(path, "w");
-  fputs(text, fp);
-  fclose(fp);
-}
-
 static void test_bad_index(void) {
   char dir[512];
   snprintf(dir, sizeof dir, "%s/idx", tmpdir);
@@ -412,47 +406,31 @@ static void test_bad_index(void) {
   CHECK_OK(ftq_st_writer_write(w, shard));
   ftq_st_writer_destroy(w);
   ftq_st_set *set;
-  write_text(path, "{\"weight_map\": {\"x\": \"a.safetensors\"}}");
+  test_write_text(path, "{\"weight_map\": {\"x\": \"a.safetensors\"}}");
   CHECK_OK(ftq_st_set_open(dir, &set));
   ftq_st_set_close(set);
-  write_text(path, "{\"weight_map\": {\"y\": \"a.safetensors\"}}");
+  test_write_text(path, "{\"weight_map\": {\"y\": \"a.safetensors\"}}");
   CHECK_STATUS(ftq_st_set_open(dir, &set), FTQ_ERR_FORMAT);
   CHECK_ERROR_MENTIONS("does not contain it");
-  write_text(path, "{\"weight_map\": {\"x\": \"a.safetensors\", \"z\": \"b.safetensors\"}}");
+  test_write_text(path, "{\"weight_map\": {\"x\": \"a.safetensors\", \"z\": \"b.safetensors\"}}");
   CHECK_STATUS(ftq_st_set_open(dir, &set), FTQ_ERR_FORMAT);
   CHECK_ERROR_MENTIONS("appears in both");
-  write_text(path, "{\"weight_map\": {\"x\": \"../a.safetensors\"}}");
+  test_write_text(path, "{\"weight_map\": {\"x\": \"../a.safetensors\"}}");
   CHECK_STATUS(ftq_st_set_open(dir, &set), FTQ_ERR_FORMAT);
   CHECK_ERROR_MENTIONS("same folder");
-  write_text(path, "{\"weight_map\": {\"x\": \"c.safetensors\"}}");
+  test_write_text(path, "{\"weight_map\": {\"x\": \"c.safetensors\"}}");
   CHECK_STATUS(ftq_st_set_open(dir, &set), FTQ_ERR_IO);
   CHECK_ERROR_MENTIONS("c.safetensors");
-  write_text(path, "{\"metadata\": {}}");
+  test_write_text(path, "{\"metadata\": {}}");
   CHECK_STATUS(ftq_st_set_open(dir, &set), FTQ_ERR_FORMAT);
   CHECK_ERROR_MENTIONS("weight_map");
-  write_text(path, "{\"weight_map\": ");
+  test_write_text(path, "{\"weight_map\": ");
   CHECK_STATUS(ftq_st_set_open(dir, &set), FTQ_ERR_FORMAT);
   CHECK_ERROR_MENTIONS("model.safetensors.index.json:1:");
   /* without an index, two files are ambiguous */
   remove(path);
   CHECK_STATUS(ftq_st_set_open(dir, &set), FTQ_ERR_FORMAT);
   CHECK_ERROR_MENTIONS("2 .safetensors files");
-}
-
-static void rm_rf(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return;
-  struct dirent *e;
-  char p[1024];
-  while ((e = readdir(d))) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    struct stat st;
-    if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_rf(p);
-    else remove(p);
-  }
-  closedir(d);
-  rmdir(dir);
 }
 
 int main(void) {
@@ -463,6 +441,6 @@ int main(void) {
   test_transformers_shards();
   test_malformed();
   test_bad_index();
-  rm_rf(tmpdir);
+  test_rm_rf(tmpdir);
   return test_finish("test_safetensors");
 }

@@ -5,8 +5,10 @@
 #ifndef FTQ_MODEL_TEST_UTIL_H
 #define FTQ_MODEL_TEST_UTIL_H
 
+#include <dirent.h>
 #include <jansson.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "test_util.h"
 
@@ -51,7 +53,7 @@ static inline json_t *test_load_json(const char *path) {
   return j;
 }
 
-/* Reads a whole file; exits on failure (fixtures must exist). */
+/* Reads a whole file (NUL-terminated); exits on failure (fixtures must exist). */
 static inline void *test_read_file(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
   if (!f) {
@@ -67,6 +69,7 @@ static inline void *test_read_file(const char *path, size_t *len) {
     exit(1);
   }
   fclose(f);
+  ((char *)buf)[n] = '\0'; /* text files can be used as strings */
   if (len) *len = (size_t)n;
   return buf;
 }
@@ -108,6 +111,36 @@ static inline int test_check_stats(const char *name, const float *x, size_t n, c
     }
   }
   return fails;
+}
+
+static inline void test_write_text(const char *path, const char *text) {
+  FILE *fp = fopen(path, "w");
+  if (!fp) {
+    fprintf(stderr, "cannot write %s\n", path);
+    exit(1);
+  }
+  fputs(text, fp);
+  fclose(fp);
+}
+
+/* Removes a scratch folder the test made (recursively). */
+static inline void test_rm_rf(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  char p[4096];
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    if (strlen(dir) + strlen(e->d_name) + 2 > sizeof p) continue;
+    memcpy(p, dir, strlen(dir));
+    p[strlen(dir)] = '/';
+    strcpy(p + strlen(dir) + 1, e->d_name);
+    struct stat st;
+    if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) test_rm_rf(p);
+    else remove(p);
+  }
+  closedir(d);
+  rmdir(dir);
 }
 
 #endif /* FTQ_MODEL_TEST_UTIL_H */

@@ -215,12 +215,6 @@ static void copy_file(const char *from, const char *to) {
   free(b);
 }
 
-static void write_text(const char *path, const char *text) {
-  FILE *fp = fopen(path, "w");
-  fputs(text, fp);
-  fclose(fp);
-}
-
 /* tiny_llama's tensors rewritten with `drop` left out and `swap` (if any)
  * replaced by an int32 tensor of the same shape; one extra tensor added. */
 static void rewrite_tiny(const char *dir, const char *drop, const char *as_int) {
@@ -278,21 +272,21 @@ static void test_errors(ftq_context *ctx) {
   char *p = strstr(text, "\"intermediate_size\": 128");
   CHECK(p != NULL);
   if (p) memcpy(p, "\"intermediate_size\": 256", 24);
-  write_text(cfg, text);
+  test_write_text(cfg, text);
   free(text);
   CHECK_STATUS(ftq_model_load(ctx, dir, NULL, &m), FTQ_ERR_SHAPE);
   CHECK_ERROR_MENTIONS("model.layers.0.mlp.gate_proj.weight has shape [128, 64]; the config needs [256, 64]");
-  write_text(cfg, "{\"architectures\": [\"GemmaForCausalLM\"]}");
+  test_write_text(cfg, "{\"architectures\": [\"GemmaForCausalLM\"]}");
   CHECK_STATUS(ftq_model_load(ctx, dir, NULL, &m), FTQ_ERR_UNSUPPORTED);
   CHECK_ERROR_MENTIONS("GemmaForCausalLM");
   CHECK_OK(ftq_context_memory(ctx, FTQ_MEM_ALL, &len, NULL));
   CHECK(len == 0); /* failed loads free what they allocated */
   /* the wrong kind of file */
   snprintf(cfg, sizeof cfg, "%s/x.bin", tmpdir);
-  write_text(cfg, "hello");
+  test_write_text(cfg, "hello");
   CHECK_STATUS(ftq_model_load(ctx, cfg, NULL, &m), FTQ_ERR_UNSUPPORTED);
   snprintf(cfg, sizeof cfg, "%s/x.gguf", tmpdir);
-  write_text(cfg, "GGUF");
+  test_write_text(cfg, "GGUF");
   CHECK_STATUS(ftq_model_load(ctx, cfg, NULL, &m), FTQ_ERR_FORMAT);
   CHECK_ERROR_MENTIONS("x.gguf");
 }
@@ -386,22 +380,6 @@ static void test_random(ftq_context *ctx) {
   CHECK_STATUS(ftq_model_init_random(ctx, NULL, 1, NULL, &a), FTQ_ERR_INVALID_ARGUMENT);
 }
 
-static void rm_rf(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return;
-  struct dirent *e;
-  char p[1024];
-  while ((e = readdir(d))) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    struct stat st;
-    if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_rf(p);
-    else remove(p);
-  }
-  closedir(d);
-  rmdir(dir);
-}
-
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/ftq_model_XXXXXX");
   if (!mkdtemp(tmpdir)) return 1;
@@ -413,6 +391,6 @@ int main(void) {
   test_errors(ctx);
   test_random(ctx);
   ftq_context_destroy(ctx);
-  rm_rf(tmpdir);
+  test_rm_rf(tmpdir);
   return test_finish("test_model_load");
 }
