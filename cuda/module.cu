@@ -216,6 +216,7 @@ static ftq_backend make_table() {
   t.axpby = ftq_cuda_axpby;
   t.reduce = ftq_cuda_reduce;
   t.gemm = ftq_cuda_gemm;
+  t.adamw = ftq_cuda_adamw;
   return t;
 }
 

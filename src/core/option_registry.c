@@ -5,9 +5,11 @@
 
 extern const ftq_option_table ftq_context_options;
 extern const ftq_option_table ftq_model_options;
+extern const ftq_option_table ftq_optim_options;
 
 const ftq_option_table *const ftq_option_tables[] = {
     &ftq_context_options,
     &ftq_model_options,
+    &ftq_optim_options,
 };
 const size_t ftq_option_table_count = sizeof(ftq_option_tables) / sizeof(ftq_option_tables[0]);

@@ -179,6 +179,7 @@ static const ftq_backend cpu_backend = {
     .axpby = cpu_axpby,
     .reduce = cpu_reduce,
     .gemm = ftq_cpu_gemm,
+    .adamw = ftq_cpu_adamw,
 };
 
 const ftq_backend *ftq_backend_cpu(void) { return &cpu_backend; }
