@@ -106,6 +106,11 @@ static void test_refusals(void) {
   CHECK_OK(ftq_hf_config_parse(bare, strlen(bare), "config.json", 1, &c)); /* init_random's default */
   CHECK(!strcmp(c.architecture, "LlamaForCausalLM"));
   expect(FTQ_ERR_FORMAT, "neither architectures nor model_type", bare);
+  /* the largest shape benchmarks use (Llama-2-70B) is within every limit */
+  const char *l70 = "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":8192,\"intermediate_size\":28672,"
+                    "\"num_hidden_layers\":80,\"num_attention_heads\":64,\"num_key_value_heads\":8,\"vocab_size\":32000}";
+  CHECK_OK(ftq_hf_config_parse(l70, strlen(l70), "config.json", 0, &c));
+  CHECK(c.head_dim == 128 && c.num_key_value_heads == 8);
 
   expect(FTQ_ERR_FORMAT, "config.json:1:", "{" BASE);
   expect(FTQ_ERR_FORMAT, "must be a JSON object", "[1]");
