@@ -20,6 +20,7 @@
 #include "ftq_status.h"
 #include "ftq_options.h"
 #include "ftq_context.h"
+#include "ftq_model.h"
 #include "ftq_tokenizer.h"
 #include "ftq_dataset.h"
 

@@ -18,18 +18,6 @@
 #include "tok/tokenizer.h"
 #include "tok/unicode.h"
 
-/* The GGUF reader comes from the model-files work (issue 3); until it is
- * linked into the library its functions are weak, and loading a GGUF
- * tokenizer reports that the reader is missing. */
-#pragma weak ftq_gguf_open
-#pragma weak ftq_gguf_close
-#pragma weak ftq_gguf_key_type
-#pragma weak ftq_gguf_get_int
-#pragma weak ftq_gguf_get_bool
-#pragma weak ftq_gguf_get_string
-#pragma weak ftq_gguf_get_array
-#pragma weak ftq_gguf_get_array_string
-
 enum { GG_NORMAL = 1, GG_UNKNOWN = 2, GG_CONTROL = 3, GG_USER_DEFINED = 4, GG_UNUSED = 5, GG_BYTE = 6 };
 
 static int has_key(const ftq_gguf *g, const char *key) {
@@ -263,8 +251,6 @@ static ftq_status load(ftq_gguf *g, const char *path, ftq_tokenizer **out) {
 
 ftq_status tok_load_gguf(const char *path, ftq_tokenizer **out) {
   *out = NULL;
-  if (!ftq_gguf_open)
-    return ftq_error(FTQ_ERR_UNSUPPORTED, "%s: this libftq build has no GGUF reader", path);
   ftq_gguf *g;
   FTQ_TRY(ftq_gguf_open(path, &g));
   ftq_tokenizer *t = NULL;

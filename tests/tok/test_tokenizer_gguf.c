@@ -3,15 +3,13 @@
  * ids and decodes of their tokenizer.json (a "llama" SentencePiece model
  * whose merges come from the scores, and a "gpt2" byte-level model with the
  * llama-bpe split); and, when it is present (scripts/get-model.sh), the real
- * SmolLM2-135M-Instruct GGUF must equal the smollm2 reference. Skipped
- * (exit 77) while the library is built without the GGUF reader. */
+ * SmolLM2-135M-Instruct GGUF must equal the smollm2 reference. */
 #include "test_util.h"
 #include "tok_test_util.h"
 
 /* GGUF vocabularies: the same ids and decodes as the tokenizer.json they
- * were written from (make_ref.py), or a skip while the library has no GGUF
- * reader. Returns 1 if it ran. */
-static int test_gguf(json_t *texts) {
+ * were written from (make_ref.py). */
+static void test_gguf(json_t *texts) {
   /* the real model, where scripts/get-model.sh put it */
   char real[1024] = "";
   const char *env = getenv("FTQ_SMOLLM2_GGUF"), *home = getenv("HOME");
@@ -25,12 +23,7 @@ static int test_gguf(json_t *texts) {
                             {real, "smollm2"}};
   for (int k = 0; k < (rf ? 3 : 2); k++) {
     ftq_tokenizer *t = NULL;
-    ftq_status st = ftq_tokenizer_load(pairs[k][0], NULL, &t);
-    if (st == FTQ_ERR_UNSUPPORTED && strstr(ftq_last_error(), "no GGUF reader")) {
-      printf("test_tokenizer_gguf: SKIP: %s\n", ftq_last_error());
-      return 0;
-    }
-    CHECK_OK(st);
+    CHECK_OK(ftq_tokenizer_load(pairs[k][0], NULL, &t));
     if (!t) continue;
     char epath[256];
     snprintf(epath, sizeof epath, "tests/ref/tok/%s/expected.json", pairs[k][1]);
@@ -67,13 +60,11 @@ static int test_gguf(json_t *texts) {
     json_decref(exp);
     ftq_tokenizer_destroy(t);
   }
-  return 1;
 }
 
 int main(void) {
   json_t *corpus = tt_load_json("tests/ref/tok/corpus.json");
-  int ran = test_gguf(json_object_get(corpus, "texts_b64"));
+  test_gguf(json_object_get(corpus, "texts_b64"));
   json_decref(corpus);
-  int rc = test_finish("test_tokenizer_gguf");
-  return rc ? rc : ran ? 0 : TEST_SKIP_CODE;
+  return test_finish("test_tokenizer_gguf");
 }
