@@ -17,6 +17,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "tok/hashmap.h"
 #include "tok/unicode.h"
 
 const char *ftq_chat_kind_name(ftq_chat_kind kind) {
@@ -32,15 +33,6 @@ void ftq_chat_template_clear(ftq_chat_template *ct) {
   free(ct->default_system);
   free(ct->why_none);
   memset(ct, 0, sizeof *ct);
-}
-
-static char *dup_range(const char *s, size_t n) {
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, s, n);
-    d[n] = '\0';
-  }
-  return d;
 }
 
 /* The ChatML default system prompt: a string literal
@@ -100,7 +92,7 @@ ftq_status ftq_chat_template_detect(const char *j, ftq_chat_template *out) {
   }
   if (why) {
     out->kind = FTQ_CHAT_NONE;
-    out->why_none = dup_range(why, strlen(why));
+    out->why_none = ftq_tok_strndup(why, strlen(why));
     if (!out->why_none) return ftq_error(FTQ_ERR_OUT_OF_MEMORY, "out of memory");
   }
   return FTQ_OK;

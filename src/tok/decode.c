@@ -97,20 +97,28 @@ static ftq_status dec_bytelevel(const strlist *in, strlist *out) {
   return st;
 }
 
+/* Appends s[0..n) to the current item with every `pat` replaced by `rep`. */
+static ftq_status add_replaced(strlist *out, const char *s, size_t n, const char *pat, size_t plen, const char *rep,
+                               size_t rlen) {
+  for (size_t k = 0; k < n;) {
+    if (k + plen <= n && memcmp(s + k, pat, plen) == 0) {
+      FTQ_TRY(sl_add(out, rep, rlen));
+      k += plen;
+    } else {
+      FTQ_TRY(sl_add(out, s + k, 1));
+      k++;
+    }
+  }
+  return FTQ_OK;
+}
+
+/* Metaspace: the replacement character becomes a space, except in the
+ * first token where it is dropped (unless prepend_scheme is never). */
 static ftq_status dec_metaspace(const tok_dec *d, const strlist *in, strlist *out) {
   for (size_t i = 0; i < in->n; i++) {
     FTQ_TRY(sl_begin(out));
-    const char *s = ITEM(in, i);
-    size_t n = in->slen[i];
-    for (size_t k = 0; k < n;) {
-      if (k + d->alen <= n && memcmp(s + k, d->a, d->alen) == 0) {
-        if (!(i == 0 && d->prepend_scheme != TOK_PREPEND_NEVER)) FTQ_TRY(sl_add(out, " ", 1));
-        k += d->alen;
-      } else {
-        FTQ_TRY(sl_add(out, s + k, 1));
-        k++;
-      }
-    }
+    int drop = i == 0 && d->prepend_scheme != TOK_PREPEND_NEVER;
+    FTQ_TRY(add_replaced(out, ITEM(in, i), in->slen[i], d->a, d->alen, " ", drop ? 0 : 1));
   }
   return FTQ_OK;
 }
@@ -118,17 +126,7 @@ static ftq_status dec_metaspace(const tok_dec *d, const strlist *in, strlist *ou
 static ftq_status dec_replace(const tok_dec *d, const strlist *in, strlist *out) {
   for (size_t i = 0; i < in->n; i++) {
     FTQ_TRY(sl_begin(out));
-    const char *s = ITEM(in, i);
-    size_t n = in->slen[i];
-    for (size_t k = 0; k < n;) {
-      if (k + d->alen <= n && memcmp(s + k, d->a, d->alen) == 0) {
-        FTQ_TRY(sl_add(out, d->b, d->blen));
-        k += d->alen;
-      } else {
-        FTQ_TRY(sl_add(out, s + k, 1));
-        k++;
-      }
-    }
+    FTQ_TRY(add_replaced(out, ITEM(in, i), in->slen[i], d->a, d->alen, d->b, d->blen));
   }
   return FTQ_OK;
 }

@@ -111,6 +111,15 @@ ftq_status ftq_pairmap_put(ftq_pairmap *m, int32_t a, int32_t b, int32_t rank, i
   return FTQ_OK;
 }
 
+char *ftq_tok_strndup(const char *s, size_t n) {
+  char *d = malloc(n + 1);
+  if (d) {
+    if (n) memcpy(d, s, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
 struct ftq_pool_chunk {
   ftq_pool_chunk *next;
   size_t size;

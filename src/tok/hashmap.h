@@ -86,6 +86,9 @@ static inline int ftq_pairmap_get(const ftq_pairmap *m, int32_t a, int32_t b, in
   return 0;
 }
 
+/* malloc'ed copy of s[0..n) with a NUL appended; NULL when out of memory. */
+char *ftq_tok_strndup(const char *s, size_t n);
+
 /* A bump allocator for the vocabulary's strings: freed all at once. */
 typedef struct ftq_pool_chunk ftq_pool_chunk;
 typedef struct ftq_pool {

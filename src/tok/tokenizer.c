@@ -2,6 +2,7 @@
  * added tokens, per-id tables) and the small public queries. */
 #include "tok/tokenizer.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,8 @@
  * themselves, the other 68 bytes map to U+0100.. in byte order. */
 static uint32_t byte_to_cp[256];
 static int16_t cp_to_byte[324]; /* code points 0..323 */
-static void bytelevel_init(void) {
-  static int done = 0;
-  if (done) return;
+static pthread_once_t bytelevel_once = PTHREAD_ONCE_INIT;
+static void bytelevel_build(void) {
   int next = 256;
   for (int b = 0; b < 324; b++) cp_to_byte[b] = -1;
   for (int b = 0; b < 256; b++) {
@@ -24,8 +24,8 @@ static void bytelevel_init(void) {
     byte_to_cp[b] = keep ? (uint32_t)b : (uint32_t)next++;
   }
   for (int b = 0; b < 256; b++) cp_to_byte[byte_to_cp[b]] = (int16_t)b;
-  done = 1; /* idempotent: racing initialisations write the same values */
 }
+static void bytelevel_init(void) { pthread_once(&bytelevel_once, bytelevel_build); }
 
 int tok_bytelevel_to_bytes(const char *s, size_t len, char *out, size_t *out_len) {
   bytelevel_init();

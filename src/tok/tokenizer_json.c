@@ -30,14 +30,6 @@ static int jbool(json_t *obj, const char *key, int def) {
   json_t *v = json_object_get(obj, key);
   return json_is_boolean(v) ? json_is_true(v) : def;
 }
-static char *dupn(const char *s, size_t n) {
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, s, n);
-    d[n] = '\0';
-  }
-  return d;
-}
 
 static ftq_status unsupported(const ftq_tokenizer *t, const char *what, const char *name, const char *supported) {
   return ftq_error(FTQ_ERR_UNSUPPORTED, "%s: %s '%s' is not supported (supported: %s)", t->source, what,
@@ -57,17 +49,45 @@ static ftq_status string_pattern(ftq_tokenizer *t, json_t *pat, const char *wher
                    t->source, where, re ? re : "?");
 }
 
-/* ---- normalizer ---- */
-static ftq_status parse_normalizer(ftq_tokenizer *t, json_t *n) {
+/* A Replace step (normalizer or decoder): {"pattern": {"String": a}, "content": b}. */
+static ftq_status parse_replace(ftq_tokenizer *t, json_t *n, const char *where, char **a, size_t *alen, char **b,
+                                size_t *blen) {
+  const char *pat = NULL;
+  size_t plen = 0;
+  FTQ_TRY(string_pattern(t, json_object_get(n, "pattern"), where, &pat, &plen));
+  json_t *c = json_object_get(n, "content");
+  if (!json_is_string(c) || plen == 0)
+    return ftq_error(FTQ_ERR_FORMAT, "%s: %s needs a non-empty pattern and a content", t->source, where);
+  *alen = plen;
+  *a = ftq_tok_strndup(pat, plen);
+  *blen = json_string_length(c);
+  *b = ftq_tok_strndup(json_string_value(c), *blen);
+  if (!*a || !*b) {
+    free(*a);
+    free(*b);
+    *a = *b = NULL;
+    return ftq_error(FTQ_ERR_OUT_OF_MEMORY, "%s: out of memory", t->source);
+  }
+  return FTQ_OK;
+}
+
+typedef ftq_status (*step_parser)(ftq_tokenizer *t, json_t *n);
+
+/* null -> nothing; {"type": "Sequence", <key>: [...]} -> each in turn;
+ * anything else -> parse_one. */
+static ftq_status parse_steps(ftq_tokenizer *t, json_t *n, const char *key, step_parser parse_one) {
   if (!n || json_is_null(n)) return FTQ_OK;
   const char *type = jstr(n, "type");
-  if (type && strcmp(type, "Sequence") == 0) {
-    json_t *list = json_object_get(n, "normalizers");
-    size_t i;
-    json_t *it;
-    json_array_foreach(list, i, it) FTQ_TRY(parse_normalizer(t, it));
-    return FTQ_OK;
-  }
+  if (!type || strcmp(type, "Sequence") != 0) return parse_one(t, n);
+  size_t i;
+  json_t *it;
+  json_array_foreach(json_object_get(n, key), i, it) FTQ_TRY(parse_steps(t, it, key, parse_one));
+  return FTQ_OK;
+}
+
+/* ---- normalizer ---- */
+static ftq_status parse_normalizer_one(ftq_tokenizer *t, json_t *n) {
+  const char *type = jstr(n, "type");
   if (t->n_norms >= TOK_MAX_STEPS) return ftq_error(FTQ_ERR_UNSUPPORTED, "%s: too many normalizers", t->source);
   tok_norm *s = &t->norms[t->n_norms];
   memset(s, 0, sizeof *s);
@@ -76,25 +96,11 @@ static ftq_status parse_normalizer(ftq_tokenizer *t, json_t *n) {
     if (!json_is_string(p)) return ftq_error(FTQ_ERR_FORMAT, "%s: Prepend normalizer without 'prepend'", t->source);
     s->type = TOK_NORM_PREPEND;
     s->alen = json_string_length(p);
-    s->a = dupn(json_string_value(p), s->alen);
+    s->a = ftq_tok_strndup(json_string_value(p), s->alen);
     if (!s->a) return FTQ_ERR_OUT_OF_MEMORY;
   } else if (type && strcmp(type, "Replace") == 0) {
-    const char *pat;
-    size_t plen;
-    FTQ_TRY(string_pattern(t, json_object_get(n, "pattern"), "Replace normalizer", &pat, &plen));
-    json_t *c = json_object_get(n, "content");
-    if (!json_is_string(c) || plen == 0)
-      return ftq_error(FTQ_ERR_FORMAT, "%s: Replace normalizer needs a non-empty pattern and a content", t->source);
+    FTQ_TRY(parse_replace(t, n, "Replace normalizer", &s->a, &s->alen, &s->b, &s->blen));
     s->type = TOK_NORM_REPLACE;
-    s->alen = plen;
-    s->a = dupn(pat, plen);
-    s->blen = json_string_length(c);
-    s->b = dupn(json_string_value(c), s->blen);
-    if (!s->a || !s->b) {
-      free(s->a);
-      free(s->b);
-      return FTQ_ERR_OUT_OF_MEMORY;
-    }
   } else if (type && strcmp(type, "NFC") == 0) {
     s->type = TOK_NORM_NFC;
   } else {
@@ -129,16 +135,8 @@ static ftq_status replacement_char(ftq_tokenizer *t, json_t *n, char *rep, size_
 }
 
 /* ---- pre-tokenizer ---- */
-static ftq_status parse_pre(ftq_tokenizer *t, json_t *n) {
-  if (!n || json_is_null(n)) return FTQ_OK;
+static ftq_status parse_pre_one(ftq_tokenizer *t, json_t *n) {
   const char *type = jstr(n, "type");
-  if (type && strcmp(type, "Sequence") == 0) {
-    json_t *list = json_object_get(n, "pretokenizers");
-    size_t i;
-    json_t *it;
-    json_array_foreach(list, i, it) FTQ_TRY(parse_pre(t, it));
-    return FTQ_OK;
-  }
   if (t->n_pres >= TOK_MAX_STEPS) return ftq_error(FTQ_ERR_UNSUPPORTED, "%s: too many pre-tokenizers", t->source);
   tok_pre *p = &t->pres[t->n_pres];
   memset(p, 0, sizeof *p);
@@ -179,17 +177,8 @@ static ftq_status parse_pre(ftq_tokenizer *t, json_t *n) {
 }
 
 /* ---- decoder ---- */
-static ftq_status parse_decoder(ftq_tokenizer *t, json_t *n) {
-  if (!n || json_is_null(n)) return FTQ_OK;
-  t->has_decoder = 1;
+static ftq_status parse_decoder_one(ftq_tokenizer *t, json_t *n) {
   const char *type = jstr(n, "type");
-  if (type && strcmp(type, "Sequence") == 0) {
-    json_t *list = json_object_get(n, "decoders");
-    size_t i;
-    json_t *it;
-    json_array_foreach(list, i, it) FTQ_TRY(parse_decoder(t, it));
-    return FTQ_OK;
-  }
   if (t->n_decs >= TOK_MAX_STEPS) return ftq_error(FTQ_ERR_UNSUPPORTED, "%s: too many decoders", t->source);
   tok_dec *d = &t->decs[t->n_decs];
   memset(d, 0, sizeof *d);
@@ -201,26 +190,12 @@ static ftq_status parse_decoder(ftq_tokenizer *t, json_t *n) {
     FTQ_TRY(replacement_char(t, n, rep, &rl));
     FTQ_TRY(parse_prepend_scheme(t, n, &d->prepend_scheme));
     d->type = TOK_DEC_METASPACE;
-    d->a = dupn(rep, rl);
+    d->a = ftq_tok_strndup(rep, rl);
     d->alen = rl;
     if (!d->a) return FTQ_ERR_OUT_OF_MEMORY;
   } else if (type && strcmp(type, "Replace") == 0) {
-    const char *pat;
-    size_t plen;
-    FTQ_TRY(string_pattern(t, json_object_get(n, "pattern"), "Replace decoder", &pat, &plen));
-    json_t *c = json_object_get(n, "content");
-    if (!json_is_string(c) || plen == 0)
-      return ftq_error(FTQ_ERR_FORMAT, "%s: Replace decoder needs a non-empty pattern and a content", t->source);
+    FTQ_TRY(parse_replace(t, n, "Replace decoder", &d->a, &d->alen, &d->b, &d->blen));
     d->type = TOK_DEC_REPLACE;
-    d->alen = plen;
-    d->a = dupn(pat, plen);
-    d->blen = json_string_length(c);
-    d->b = dupn(json_string_value(c), d->blen);
-    if (!d->a || !d->b) {
-      free(d->a);
-      free(d->b);
-      return FTQ_ERR_OUT_OF_MEMORY;
-    }
   } else if (type && strcmp(type, "ByteFallback") == 0) {
     d->type = TOK_DEC_BYTEFALLBACK;
   } else if (type && strcmp(type, "Fuse") == 0) {
@@ -244,16 +219,8 @@ static ftq_status parse_decoder(ftq_tokenizer *t, json_t *n) {
 }
 
 /* ---- post-processor: the single-sequence template ---- */
-static ftq_status parse_post(ftq_tokenizer *t, json_t *n) {
-  if (!n || json_is_null(n)) return FTQ_OK;
+static ftq_status parse_post_one(ftq_tokenizer *t, json_t *n) {
   const char *type = jstr(n, "type");
-  if (type && strcmp(type, "Sequence") == 0) {
-    json_t *list = json_object_get(n, "processors");
-    size_t i;
-    json_t *it;
-    json_array_foreach(list, i, it) FTQ_TRY(parse_post(t, it));
-    return FTQ_OK;
-  }
   if (type && strcmp(type, "ByteLevel") == 0) return FTQ_OK; /* offsets only */
   if (!type || strcmp(type, "TemplateProcessing") != 0)
     return unsupported(t, "post-processor", type, "TemplateProcessing, ByteLevel, Sequence");
@@ -377,13 +344,15 @@ ftq_status tok_load_hf_json(const char *text, size_t len, const char *source, ft
   if (st == FTQ_OK && !json_is_object(root)) st = ftq_error(FTQ_ERR_FORMAT, "%s: not a JSON object", source);
   /* the pre-tokenizer and decoder tell whether the vocabulary is byte-level,
    * which the vocabulary parser needs to know */
-  if (st == FTQ_OK) st = parse_normalizer(t, json_object_get(root, "normalizer"));
-  if (st == FTQ_OK) st = parse_pre(t, json_object_get(root, "pre_tokenizer"));
-  if (st == FTQ_OK) st = parse_decoder(t, json_object_get(root, "decoder"));
+  json_t *dec = json_object_get(root, "decoder");
+  if (st == FTQ_OK) st = parse_steps(t, json_object_get(root, "normalizer"), "normalizers", parse_normalizer_one);
+  if (st == FTQ_OK) st = parse_steps(t, json_object_get(root, "pre_tokenizer"), "pretokenizers", parse_pre_one);
+  if (st == FTQ_OK) st = parse_steps(t, dec, "decoders", parse_decoder_one);
+  if (st == FTQ_OK) t->has_decoder = dec && !json_is_null(dec);
   if (st == FTQ_OK)
     for (int i = 0; i < t->n_decs; i++)
       if (t->decs[i].type == TOK_DEC_BYTELEVEL) t->byte_level = 1;
-  if (st == FTQ_OK) st = parse_post(t, json_object_get(root, "post_processor"));
+  if (st == FTQ_OK) st = parse_steps(t, json_object_get(root, "post_processor"), "processors", parse_post_one);
   if (st == FTQ_OK) st = parse_model(t, json_object_get(root, "model"));
   if (st == FTQ_OK) st = parse_added(t, json_object_get(root, "added_tokens"));
   if (st == FTQ_OK) st = tok_finish(t);
@@ -448,7 +417,7 @@ ftq_status tok_apply_hf_config(ftq_tokenizer *t, const char *path) {
   }
   if (st == FTQ_OK && tmpl) {
     free(t->chat_template_text);
-    t->chat_template_text = dupn(tmpl, strlen(tmpl));
+    t->chat_template_text = ftq_tok_strndup(tmpl, strlen(tmpl));
     if (!t->chat_template_text) st = FTQ_ERR_OUT_OF_MEMORY;
   }
   json_decref(cfg);

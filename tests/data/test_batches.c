@@ -14,16 +14,7 @@
 static const char *CATALOG = "examples/data/catalog_train_messages.jsonl";
 static const char *CATALOG_TEXT = "examples/data/catalog_train_text.jsonl";
 
-static ftq_tokenizer *load_tok(const char *name) {
-  char path[512];
-  snprintf(path, sizeof path, "tests/ref/tok/%s/tokenizer.json", name);
-  FILE *f = fopen(path, "rb");
-  if (f) fclose(f);
-  else snprintf(path, sizeof path, "tests/ref/tok/%s/tokenizer.json.gz", name);
-  ftq_tokenizer *t;
-  REQUIRE_OK(ftq_tokenizer_load(path, NULL, &t));
-  return t;
-}
+static ftq_tokenizer *load_tok(const char *name) { return tt_load_ref_tokenizer(name); }
 
 /* ---- collation against TRL ---------------------------------------------------- */
 static void test_collator(void) {

@@ -6,13 +6,7 @@
 
 static void run_config(json_t *cfg, const char *data_path) {
   const char *name = json_string_value(json_object_get(cfg, "tokenizer"));
-  char path[512];
-  snprintf(path, sizeof path, "tests/ref/tok/%s/tokenizer.json", name);
-  FILE *f = fopen(path, "rb");
-  if (f) fclose(f);
-  else snprintf(path, sizeof path, "tests/ref/tok/%s/tokenizer.json.gz", name);
-  ftq_tokenizer *tok;
-  REQUIRE_OK(ftq_tokenizer_load(path, NULL, &tok));
+  ftq_tokenizer *tok = tt_load_ref_tokenizer(name);
   ftq_options *o;
   REQUIRE_OK(ftq_options_create(&o));
   json_t *jo = json_object_get(cfg, "options");

@@ -10,16 +10,7 @@
 static ftq_tokenizer *cache_tok[8];
 static const char *cache_name[8];
 
-static ftq_tokenizer *load_uncached(const char *name) {
-  char path[512];
-  snprintf(path, sizeof path, "tests/ref/tok/%s/tokenizer.json", name);
-  FILE *f = fopen(path, "rb");
-  if (f) fclose(f);
-  else snprintf(path, sizeof path, "tests/ref/tok/%s/tokenizer.json.gz", name);
-  ftq_tokenizer *t = NULL;
-  REQUIRE_OK(ftq_tokenizer_load(path, NULL, &t));
-  return t;
-}
+static ftq_tokenizer *load_uncached(const char *name) { return tt_load_ref_tokenizer(name); }
 
 /* tokenizers are loaded once (SmolLM2's takes a while) */
 static ftq_tokenizer *load(const char *name) {

@@ -69,14 +69,9 @@ static int is_valid_utf8(const unsigned char *s, size_t n) {
 }
 
 static void run(const char *name, json_t *texts) {
-  char path[512], epath[512];
-  snprintf(path, sizeof path, "tests/ref/tok/%s/tokenizer.json", name);
-  FILE *f = fopen(path, "rb");
-  if (f) fclose(f);
-  else snprintf(path, sizeof path, "tests/ref/tok/%s/tokenizer.json.gz", name);
+  char epath[512];
   snprintf(epath, sizeof epath, "tests/ref/tok/%s/expected.json", name);
-  ftq_tokenizer *tok = NULL;
-  REQUIRE_OK(ftq_tokenizer_load(path, NULL, &tok));
+  ftq_tokenizer *tok = tt_load_ref_tokenizer(name);
   json_t *exp = tt_load_json(epath);
   json_t *cases = json_object_get(exp, "cases");
   CHECK(json_array_size(cases) == json_array_size(texts));

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "libftq/ftq.h"
+
 static inline json_t *tt_load_json(const char *path) {
   json_error_t err;
   json_t *j = json_load_file(path, JSON_ALLOW_NUL, &err);
@@ -54,6 +56,27 @@ static inline void tt_print_ids(const char *what, const int32_t *v, size_t n) {
   fprintf(stderr, "  %s (%zu):", what, n);
   for (size_t i = 0; i < n && i < 40; i++) fprintf(stderr, " %d", v[i]);
   fprintf(stderr, "%s\n", n > 40 ? " ..." : "");
+}
+
+/* Path of a reference tokenizer: tests/ref/tok/<name>/tokenizer.json, or
+ * its .gz when that is what is committed. */
+static inline void tt_ref_tokenizer_path(const char *name, char *path, size_t size) {
+  snprintf(path, size, "tests/ref/tok/%s/tokenizer.json", name);
+  FILE *f = fopen(path, "rb");
+  if (f) fclose(f);
+  else snprintf(path, size, "tests/ref/tok/%s/tokenizer.json.gz", name);
+}
+
+/* Loads a reference tokenizer or exits. */
+static inline ftq_tokenizer *tt_load_ref_tokenizer(const char *name) {
+  char path[512];
+  tt_ref_tokenizer_path(name, path, sizeof path);
+  ftq_tokenizer *t = NULL;
+  if (ftq_tokenizer_load(path, NULL, &t) != FTQ_OK) {
+    fprintf(stderr, "cannot load %s: %s\n", path, ftq_last_error());
+    exit(1);
+  }
+  return t;
 }
 
 #endif
