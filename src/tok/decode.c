@@ -46,7 +46,7 @@ static ftq_status sl_begin(strlist *l) {
 /* Appends bytes to the current item. */
 static ftq_status sl_add(strlist *l, const void *p, size_t n) {
   FTQ_TRY(sl_reserve(l, n));
-  memcpy(l->data + l->len, p, n);
+  if (n) memcpy(l->data + l->len, p, n);
   l->len += n;
   l->slen[l->n - 1] += n;
   return FTQ_OK;

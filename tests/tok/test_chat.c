@@ -8,16 +8,16 @@
 #include "tok_test_util.h"
 
 static ftq_tokenizer *cache_tok[8];
-static const char *cache_name[8];
+static char cache_name[8][32];
 
 static ftq_tokenizer *load_uncached(const char *name) { return tt_load_ref_tokenizer(name); }
 
 /* tokenizers are loaded once (SmolLM2's takes a while) */
 static ftq_tokenizer *load(const char *name) {
   int i = 0;
-  for (; i < 8 && cache_name[i]; i++)
+  for (; i < 8 && cache_name[i][0]; i++)
     if (strcmp(cache_name[i], name) == 0) return cache_tok[i];
-  cache_name[i] = name;
+  snprintf(cache_name[i], sizeof cache_name[i], "%s", name);
   return cache_tok[i] = load_uncached(name);
 }
 
