@@ -370,10 +370,10 @@ static ftq_status model_piece(ws *w, span s) {
 
 /* ---- added tokens -------------------------------------------------------------- */
 
-static int is_space_at_end(const unsigned char *s, size_t from, size_t *start) {
-  /* moves *start left over white space, not below `from` */
+/* lstrip of an added token: moves *start left over white space, not below
+ * `from` (the end of the previous match). */
+static void lstrip_start(const unsigned char *s, size_t from, size_t *start) {
   size_t i = *start;
-  int moved = 0;
   while (i > from) {
     size_t j = i - 1;
     while (j > from && (s[j] & 0xC0) == 0x80) j--;
@@ -381,10 +381,8 @@ static int is_space_at_end(const unsigned char *s, size_t from, size_t *start) {
     uint32_t cp = ftq_utf8_decode(s + j, i - j, &cl, NULL);
     if (!(ftq_uflags(cp) & FTQ_U_SPACE)) break;
     i = j;
-    moved = 1;
   }
   *start = i;
-  return moved;
 }
 
 static int word_char_before(const unsigned char *s, size_t i) {
@@ -432,7 +430,7 @@ static ftq_status split_added(ws *w, span s, int normalized, unsigned flags, int
       i = stop; /* the match is consumed but not split out, as in `tokenizers` */
       continue;
     }
-    if (m->lstrip) is_space_at_end(b, start_offset, &start);
+    if (m->lstrip) lstrip_start(b, start_offset, &start);
     if (m->rstrip) {
       while (stop < n) {
         size_t cl;
