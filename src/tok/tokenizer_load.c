@@ -6,11 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/options.h"
+#include "io/file.h"
 #include "io/jsonl.h"
 #include "tok/tokenizer.h"
 
@@ -66,15 +66,6 @@ ftq_status tok_apply_options(ftq_tokenizer *t, const ftq_options *opts) {
   return FTQ_OK;
 }
 
-static int is_dir(const char *p) {
-  struct stat st;
-  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-static int is_file(const char *p) {
-  struct stat st;
-  return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 static int is_gguf(const char *path) {
   FILE *f = fopen(path, "rb");
   if (!f) return 0;
@@ -99,16 +90,16 @@ ftq_status ftq_tokenizer_load(const char *path, const ftq_options *opts, ftq_tok
   ftq_tokenizer *t = NULL;
   ftq_status st;
   char cfg[4096] = "";
-  if (is_dir(path)) {
+  if (ftq_dir_exists(path)) {
     char json[4096];
     snprintf(json, sizeof json, "%s/tokenizer.json", path);
     snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", path);
-    if (!is_file(json)) snprintf(json, sizeof json, "%s/tokenizer.json.gz", path);
-    if (!is_file(json))
+    if (!ftq_file_exists(json)) snprintf(json, sizeof json, "%s/tokenizer.json.gz", path);
+    if (!ftq_file_exists(json))
       return ftq_error(FTQ_ERR_NOT_FOUND, "'%s' is a folder without tokenizer.json (give a tokenizer.json or a GGUF file)",
                        path);
     st = load_json_file(json, &t);
-  } else if (!is_file(path)) {
+  } else if (!ftq_file_exists(path)) {
     return ftq_error(FTQ_ERR_IO, "cannot open tokenizer '%s': %s", path, strerror(errno ? errno : ENOENT));
   } else if (is_gguf(path)) {
     st = tok_load_gguf(path, &t);
@@ -119,7 +110,7 @@ ftq_status ftq_tokenizer_load(const char *path, const ftq_options *opts, ftq_tok
     if (strncmp(base, "tokenizer.json", 14) == 0)
       snprintf(cfg, sizeof cfg, "%.*stokenizer_config.json", (int)(base - path), path);
   }
-  if (st == FTQ_OK && cfg[0] && is_file(cfg)) st = tok_apply_hf_config(t, cfg);
+  if (st == FTQ_OK && cfg[0] && ftq_file_exists(cfg)) st = tok_apply_hf_config(t, cfg);
   if (st == FTQ_OK) st = tok_apply_options(t, opts);
   if (st == FTQ_OK && t->pad_id < 0) t->pad_id = t->eos_id; /* as TRL: pad falls back to EOS */
   if (st != FTQ_OK) {

@@ -54,19 +54,6 @@ static void fuzz_encode(void) {
   }
 }
 
-static char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long sz = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)sz + 1);
-  *n = fread(b, 1, (size_t)sz, f);
-  b[*n] = 0;
-  fclose(f);
-  return b;
-}
-
 static void mutate(uint64_t *s, char *b, size_t *n) {
   int edits = 1 + (int)(test_rand_u64(s) % 4);
   for (int e = 0; e < edits && *n; e++) {
@@ -84,9 +71,9 @@ static void mutate(uint64_t *s, char *b, size_t *n) {
 static void fuzz_loaders(void) {
   uint64_t seed = 7;
   size_t n;
-  char *json = slurp("tests/ref/tok/llama3/tokenizer.json", &n);
+  char *json = tt_slurp("tests/ref/tok/llama3/tokenizer.json", &n);
   size_t gn;
-  char *gguf = slurp("tests/ref/tok/sp_legacy.gguf", &gn);
+  char *gguf = tt_slurp("tests/ref/tok/sp_legacy.gguf", &gn);
   REQUIRE_OK(json && gguf ? FTQ_OK : FTQ_ERR_IO);
   char dir[] = "/tmp/ftq_robust_XXXXXX";
   REQUIRE_OK(mkdtemp(dir) ? FTQ_OK : FTQ_ERR_IO);
@@ -132,7 +119,7 @@ static void fuzz_loaders(void) {
   char dpath[600];
   snprintf(dpath, sizeof dpath, "%s/rows.jsonl", dir);
   size_t rn;
-  char *rows = slurp("tests/ref/tok/data/rows.jsonl", &rn);
+  char *rows = tt_slurp("tests/ref/tok/data/rows.jsonl", &rn);
   ftq_tokenizer *tok = tt_load_ref_tokenizer("sp_legacy");
   ftq_options *o;
   REQUIRE_OK(ftq_options_create(&o));

@@ -87,19 +87,6 @@ static void test_options(void) {
   ftq_options_destroy(o);
 }
 
-static char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long sz = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)sz + 1);
-  *n = fread(b, 1, (size_t)sz, f);
-  b[*n] = 0;
-  fclose(f);
-  return b;
-}
-
 /* replaces the first occurrence of `from` in json with `to` */
 static char *edit(const char *json, const char *from, const char *to) {
   const char *p = strstr(json, from);
@@ -125,8 +112,8 @@ static void expect_refusal(const char *json, const char *from, const char *to, f
 
 static void test_refusals(void) {
   size_t n;
-  char *sp = slurp("tests/ref/tok/sp_legacy/tokenizer.json", &n);
-  char *l3 = slurp("tests/ref/tok/llama3/tokenizer.json", &n);
+  char *sp = tt_slurp("tests/ref/tok/sp_legacy/tokenizer.json", &n);
+  char *l3 = tt_slurp("tests/ref/tok/llama3/tokenizer.json", &n);
   REQUIRE_OK(sp && l3 ? FTQ_OK : FTQ_ERR_IO);
   ftq_tokenizer *t;
   REQUIRE_OK(ftq_tokenizer_load_json(sp, strlen(sp), NULL, &t));
@@ -167,7 +154,7 @@ static void test_folder(void) {
   snprintf(p1, sizeof p1, "%s/tokenizer.json", dir);
   snprintf(p2, sizeof p2, "%s/tokenizer_config.json", dir);
   size_t n;
-  char *j = slurp("tests/ref/tok/llama3/tokenizer.json", &n);
+  char *j = tt_slurp("tests/ref/tok/llama3/tokenizer.json", &n);
   FILE *f = fopen(p1, "wb");
   fwrite(j, 1, n, f);
   fclose(f);

@@ -58,6 +58,20 @@ static inline void tt_print_ids(const char *what, const int32_t *v, size_t n) {
   fprintf(stderr, "%s\n", n > 40 ? " ..." : "");
 }
 
+/* Reads a whole file into a new NUL-terminated buffer; NULL if missing. */
+static inline char *tt_slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long sz = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = malloc((size_t)sz + 1);
+  *n = b ? fread(b, 1, (size_t)sz, f) : 0;
+  if (b) b[*n] = 0;
+  fclose(f);
+  return b;
+}
+
 /* Path of a reference tokenizer: tests/ref/tok/<name>/tokenizer.json, or
  * its .gz when that is what is committed. */
 static inline void tt_ref_tokenizer_path(const char *name, char *path, size_t size) {
