@@ -146,6 +146,54 @@ static void test_refusals(void) {
   free(l3);
 }
 
+/* tokenizer.json merges in the older "a b" string form load to the same
+ * tokenizer as the [a, b] pair form */
+static void test_merge_forms(void) {
+  size_t n;
+  char *text = tt_slurp("tests/ref/tok/llama3/tokenizer.json", &n);
+  REQUIRE_OK(text ? FTQ_OK : FTQ_ERR_IO);
+  json_error_t err;
+  json_t *root = json_loads(text, 0, &err);
+  json_t *merges = json_object_get(json_object_get(root, "model"), "merges");
+  size_t i;
+  json_t *m;
+  int pairs = 0;
+  json_array_foreach(merges, i, m) {
+    if (!json_is_array(m)) continue;
+    pairs++;
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s %s", json_string_value(json_array_get(m, 0)), json_string_value(json_array_get(m, 1)));
+    json_array_set_new(merges, i, json_string(buf));
+  }
+  CHECK(pairs > 1000);
+  char *strings = json_dumps(root, 0);
+  ftq_tokenizer *a, *b;
+  REQUIRE_OK(ftq_tokenizer_load_json(text, n, NULL, &a));
+  REQUIRE_OK(ftq_tokenizer_load_json(strings, strlen(strings), NULL, &b));
+  json_t *corpus = tt_load_json("tests/ref/tok/corpus.json");
+  json_t *texts = json_object_get(corpus, "texts_b64");
+  int same = 1;
+  for (size_t k = 0; k < json_array_size(texts); k++) {
+    size_t len;
+    unsigned char *t = tt_b64(json_string_value(json_array_get(texts, k)), &len);
+    int32_t *ia, *ib;
+    size_t na, nb;
+    CHECK_OK(ftq_tokenizer_encode(a, (const char *)t, len, 0, &ia, &na));
+    CHECK_OK(ftq_tokenizer_encode(b, (const char *)t, len, 0, &ib, &nb));
+    same &= na == nb && memcmp(ia, ib, na * sizeof *ia) == 0;
+    ftq_free(ia);
+    ftq_free(ib);
+    free(t);
+  }
+  CHECK_MSG(same, "string-form merges encode differently from pair-form merges");
+  json_decref(corpus);
+  ftq_tokenizer_destroy(a);
+  ftq_tokenizer_destroy(b);
+  free(strings);
+  json_decref(root);
+  free(text);
+}
+
 static void test_folder(void) {
   /* a model folder: tokenizer.json + tokenizer_config.json */
   char dir[] = "/tmp/ftq_tok_XXXXXX";
@@ -182,6 +230,7 @@ int main(void) {
   test_options();
   test_refusals();
   test_folder();
+  test_merge_forms();
   json_decref(corpus);
   return test_finish("test_tokenizer_api");
 }
