@@ -20,5 +20,6 @@
 #include "ftq_status.h"
 #include "ftq_options.h"
 #include "ftq_context.h"
+#include "ftq_quantizer.h"
 
 #endif /* LIBFTQ_FTQ_H */

@@ -4,8 +4,10 @@
 #include "core/options.h"
 
 extern const ftq_option_table ftq_context_options;
+extern const ftq_option_table ftq_quant_options;
 
 const ftq_option_table *const ftq_option_tables[] = {
     &ftq_context_options,
+    &ftq_quant_options,
 };
 const size_t ftq_option_table_count = sizeof(ftq_option_tables) / sizeof(ftq_option_tables[0]);
