@@ -14,6 +14,7 @@
 #include "test_util.h"
 
 static ftq_context *cpu, *gpu;
+static int quick; /* FTQ_TEST_QUICK: small sizes only (under compute-sanitizer) */
 
 /* A host copy of a qtensor part (device buffers on the GPU context). */
 static void *host_copy(const ftq_qtensor *q, const ftq_tensor *t) {
@@ -152,6 +153,7 @@ static void four_bit(void) {
           for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
             int64_t n = lens[li];
             if (n > 200000 && (bs != 64 || d == 0)) continue; /* the big case at the common block size */
+            if (quick && (n > 20000 || (bs != 64 && bs != 4096 && bs != 32))) continue;
             ftq_qconfig cfg = {s ? FTQ_QSCHEME_FP4 : FTQ_QSCHEME_NF4, bs, nested, FTQ_QGRAN_TENSOR, 0, 0, 0, 0};
             void *x = make_data(n, dts[d], seed++, 1);
             char what[128];
@@ -161,7 +163,7 @@ static void four_bit(void) {
             free(x);
           }
   /* the approximate reciprocal at work: 2^16 blocks on the pivots */
-  int64_t blocks = 1 << 16, n = blocks * 32;
+  int64_t blocks = quick ? 256 : 1 << 16, n = blocks * 32;
   float *p = pivot_data(blocks, 99);
   ftq_qconfig nf4 = {FTQ_QSCHEME_NF4, 32, 0, FTQ_QGRAN_TENSOR, 0, 0, 0, 0}, fp4 = nf4;
   fp4.scheme = FTQ_QSCHEME_FP4;
@@ -181,6 +183,7 @@ static void int8(void) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
           ftq_qconfig cfg = {a ? FTQ_QSCHEME_INT8_ASYM : FTQ_QSCHEME_INT8_SYM, 0, 0, grans[g], 100, 0, 0, 0};
           int64_t n = shapes[s][0] * shapes[s][1];
+          if (quick && (n > 1000 || d == 1)) continue;
           void *x = make_data(n, dts[d], seed++, 1);
           char what[128];
           snprintf(what, sizeof what, "int8 %s gran %d %s [%lld, %lld]", a ? "asym" : "sym", g,
@@ -263,7 +266,7 @@ static void public_api(void) {
   ftq_quantizer *qc, *qg;
   REQUIRE_OK(ftq_quantizer_create(cpu, o, &qc));
   REQUIRE_OK(ftq_quantizer_create(gpu, o, &qg));
-  int64_t shape[2] = {128, 4096}, n = shape[0] * shape[1];
+  int64_t shape[2] = {quick ? 4 : 128, 4096}, n = shape[0] * shape[1];
   uint16_t *x = make_data(n, FTQ_DTYPE_BF16, 5, 0);
   ftq_qtensor *tc, *tg;
   REQUIRE_OK(ftq_quantizer_quantize(qc, x, FTQ_BFLOAT16, FTQ_HOST, 2, shape, &tc));
@@ -293,6 +296,8 @@ int main(void) {
   int count = 0;
   ftq_cuda_device_count(&count);
   if (count == 0) return test_gpu_unavailable("test_quant_cuda", ftq_last_error());
+  const char *q = getenv("FTQ_TEST_QUICK");
+  quick = q && *q && strcmp(q, "0") != 0;
   REQUIRE_OK(ftq_context_create("cpu", NULL, &cpu));
   REQUIRE_OK(ftq_context_create("cuda:0", NULL, &gpu));
   bnb_vectors();
