@@ -106,6 +106,13 @@ int main(int argc, char **argv) {
   printf("{\"bench\": \"copy\", \"device\": \"%s\", \"bytes\": %zu, \"median_ms\": %.4f, \"gbps\": %.1f}\n", name,
          copy_bytes, copy_ms, copy_gbs);
 
+  /* FTQ_BENCH_DEQUANT_VARIANTS="16,16cs,32,32cs" times the CUDA kernel's
+   * variants (cuda/quant.cu); otherwise the default one */
+  const char *variants = getenv("FTQ_BENCH_DEQUANT_VARIANTS");
+  char vlist[128];
+  snprintf(vlist, sizeof vlist, "%s", variants && cuda ? variants : "default");
+  for (char *save = NULL, *variant = strtok_r(vlist, ",", &save); variant; variant = strtok_r(NULL, ",", &save)) {
+  if (strcmp(variant, "default") != 0) setenv("FTQ_DEQUANT_VARIANT", variant, 1);
   for (int s = 0; s < 3; s++)
     for (int nested = 0; nested < 2; nested++) {
       int64_t n = shapes[s][0] * shapes[s][1];
@@ -122,9 +129,9 @@ int main(int argc, char **argv) {
       size_t read = ftq_tensor_bytes(&q[0].packed) + ftq_tensor_bytes(&q[0].absmax) +
                     ftq_tensor_bytes(&q[0].nested_absmax) + (nested ? 1024 : 0);
       size_t bytes = read + (size_t)n * 2;
-      /* back-to-back launches, rotating over 3 sets; median of batches of 10 */
+      /* back-to-back launches, rotating over 3 sets; median of batches of 50 */
       double t[64];
-      int batch = cuda ? 10 : 1;
+      int batch = cuda ? 50 : 1;
       for (int r = -2; r < reps; r++) {
         TRY(ftq_context_synchronize(ctx));
         double t0 = now_ms();
@@ -135,16 +142,18 @@ int main(int argc, char **argv) {
       double ms = median(t, reps), gbs = (double)bytes / (ms * 1e6);
       double cmp_ms;
       double copy_same = copy_bandwidth(ctx, bytes / 2, cuda ? 10 : 3, &cmp_ms);
-      printf("{\"bench\": \"dequant\", \"device\": \"%s\", \"scheme\": \"nf4\", \"blocksize\": 64, \"double_quant\": %s, "
+      printf("{\"bench\": \"dequant\", \"variant\": \"%s\", \"device\": \"%s\", \"scheme\": \"nf4\", \"blocksize\": 64, \"double_quant\": %s, "
              "\"out\": \"bf16\", \"rows\": %lld, \"cols\": %lld, \"bytes\": %zu, \"median_ms\": %.4f, \"gbps\": %.1f, "
              "\"copy_gbps\": %.1f, \"pct_of_copy\": %.1f, \"copy_gbps_same_bytes\": %.1f}\n",
-             name, nested ? "true" : "false", (long long)shapes[s][0], (long long)shapes[s][1], bytes, ms, gbs, copy_gbs,
+             variant, name, nested ? "true" : "false", (long long)shapes[s][0], (long long)shapes[s][1], bytes, ms, gbs, copy_gbs,
              100.0 * gbs / copy_gbs, copy_same);
       for (int r = 0; r < ROT; r++) {
         ftq_qtensor_release(&q[r]);
         ftq_buffer_free(ctx, &out[r]);
       }
     }
+  }
+  unsetenv("FTQ_DEQUANT_VARIANT");
 
   /* every linear weight of the model, bf16 -> NF4 + double quant */
   ftq_buffer srcs[3];

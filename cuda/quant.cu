@@ -10,6 +10,8 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "libftq/ftq_quantizer.h"
 #include "quant.cuh"
@@ -212,11 +214,7 @@ static void dispatch_quantize4(ftq_cuda *c, const ftq_q4_desc *d, const void *x)
   }
 }
 
-ftq_status ftq_cuda_quantize_4bit(void *be, const ftq_q4_desc *d, const void *x, ftq_dtype x_type) {
-  ftq_cuda *c = (ftq_cuda *)be;
-  if (d->n <= 0) return FTQ_OK;
-  FTQ_TRY_CU(ftq_cuda_enter(c));
-  FTQ_TRY_CU(upload_tables(c));
+static ftq_status quantize4_codes(ftq_cuda *c, const ftq_q4_desc *d, const void *x, ftq_dtype x_type) {
   switch (x_type) {
     case FTQ_DTYPE_F32: dispatch_quantize4<float>(c, d, x); break;
     case FTQ_DTYPE_F16: dispatch_quantize4<__half>(c, d, x); break;
@@ -229,37 +227,75 @@ ftq_status ftq_cuda_quantize_4bit(void *be, const ftq_q4_desc *d, const void *x,
   return FTQ_OK;
 }
 
-// ---------------------------------------------------------------------------
-// 4-bit dequantize: 16 elements (8 packed bytes) per thread; blocks of >= 32
-// elements mean one absmax per thread.
+__global__ void quantize8_kernel(const float *__restrict__ x, int64_t n, int bs, const float *__restrict__ code,
+                                 const float *offset, uint8_t *__restrict__ q, float *__restrict__ absmax);
+static void launch_mean(ftq_cuda *c, const float *x, int64_t n, double *partial, float *d_mean);
 
-template <typename T, bool VEC>
-__device__ __forceinline__ void store16(T *out, int64_t i, int64_t n, const float v[16]) {
-  if (VEC && i + 16 <= n) {
-    if (sizeof(T) == 2) {
-      uint4 u[2];
-      T *t = reinterpret_cast<T *>(u);
+// Everything on the stream, one synchronisation at the end (for the host
+// offset): codes, fp32 absmax in stream-ordered scratch, its mean, and its
+// 8-bit codes.
+ftq_status ftq_cuda_quantize_4bit(void *be, const ftq_q4_desc *d, const void *x, ftq_dtype x_type,
+                                  const float *code2_host, float *offset) {
+  ftq_cuda *c = (ftq_cuda *)be;
+  if (d->n <= 0) return FTQ_OK;
+  FTQ_TRY_CU(ftq_cuda_enter(c));
+  FTQ_TRY_CU(upload_tables(c));
+  if (!d->nested) return quantize4_codes(c, d, x, x_type);
+  int64_t nb = (d->n + d->blocksize - 1) / d->blocksize, chunks = (nb + 255) / 256;
+  void *scratch = nullptr;
+  size_t raw_bytes = ((size_t)nb * sizeof(float) + 255) & ~(size_t)255;
+  FTQ_CUDA_TRY(cudaMallocAsync(&scratch, raw_bytes + 256 + (size_t)chunks * sizeof(double), c->stream));
+  float *raw = (float *)scratch, *d_offset = (float *)((char *)scratch + raw_bytes);
+  double *partial = (double *)((char *)scratch + raw_bytes + 256);
+  ftq_q4_desc flat = *d;
+  flat.absmax = raw;
+  ftq_status st = quantize4_codes(c, &flat, x, x_type);
+  cudaError_t e = cudaSuccess;
+  if (st == FTQ_OK) e = cudaMemcpyAsync(d->code2, code2_host, 256 * sizeof(float), cudaMemcpyHostToDevice, c->stream);
+  if (st == FTQ_OK && e == cudaSuccess) {
+    launch_mean(c, raw, nb, partial, d_offset);
+    quantize8_kernel<<<(unsigned)((nb + d->blocksize2 - 1) / d->blocksize2), 256, 0, c->stream>>>(
+        raw, nb, (int)d->blocksize2, d->code2, d_offset, d->qabsmax, d->absmax2);
+    e = cudaGetLastError();
+  }
+  if (st == FTQ_OK && e == cudaSuccess)
+    e = cudaMemcpyAsync(offset, d_offset, sizeof(float), cudaMemcpyDeviceToHost, c->stream);
+  if (st == FTQ_OK && e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+  if (st == FTQ_OK && e != cudaSuccess) st = ftq_cuda_status(e, "quantize_4bit (double quantization)", __FILE__, __LINE__);
+  cudaFreeAsync(scratch, c->stream);
+  return st;
+}
+
+// ---------------------------------------------------------------------------
+// 4-bit dequantize: EPT elements (EPT/2 packed bytes) per thread; blocks of
+// >= 32 elements mean one absmax per thread. STREAM marks the output
+// evict-first (it is written once and read by a later kernel).
+
+template <typename T, int EPT, bool VEC, bool STREAM>
+__device__ __forceinline__ void store_out(T *out, int64_t i, int64_t n, const float *v) {
+  if (VEC && i + EPT <= n) {
+    constexpr int PER = 16 / sizeof(T);  // elements per 16-byte store
 #pragma unroll
-      for (int k = 0; k < 16; k++) t[k] = from_f<T>(v[k]);
-      uint4 *o = reinterpret_cast<uint4 *>(out + i);
-      o[0] = u[0];
-      o[1] = u[1];
-    } else {
-      float4 *o = reinterpret_cast<float4 *>(out + i);
+    for (int k = 0; k < EPT / PER; k++) {
+      uint4 u;
+      T *t = reinterpret_cast<T *>(&u);
 #pragma unroll
-      for (int k = 0; k < 4; k++) o[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+      for (int e = 0; e < PER; e++) t[e] = from_f<T>(v[k * PER + e]);
+      uint4 *o = reinterpret_cast<uint4 *>(out + i) + k;
+      if (STREAM) __stcs(o, u);
+      else *o = u;
     }
     return;
   }
-  for (int k = 0; k < 16 && i + k < n; k++) out[i + k] = from_f<T>(v[k]);
+  for (int k = 0; k < EPT && i + k < n; k++) out[i + k] = from_f<T>(v[k]);
 }
 
-template <typename T, int NF4, bool NESTED, bool VEC>
+template <typename T, int NF4, bool NESTED, bool VEC, int EPT, bool STREAM>
 __global__ void dequantize4_kernel(ftq_q4_desc d, T *__restrict__ out) {
   __shared__ float lut[16];
   if (threadIdx.x < 16) lut[threadIdx.x] = NF4 ? c_nf4_lut[threadIdx.x] : c_fp4_lut[threadIdx.x];
   __syncthreads();
-  int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * 16;
+  int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * EPT;
   if (i >= d.n) return;
   int64_t b = i / d.blocksize;
   float am;
@@ -267,33 +303,58 @@ __global__ void dequantize4_kernel(ftq_q4_desc d, T *__restrict__ out) {
     am = __fadd_rn(mul_ftz(__ldg(d.code2 + d.qabsmax[b]), __ldg(d.absmax2 + b / d.blocksize2)), d.offset);
   else
     am = __ldg(d.absmax + b);
+  constexpr int WORDS = EPT / 8;  // 32-bit words of packed codes
   int64_t byte0 = i >> 1, nbytes = (d.n + 1) >> 1;
-  uint32_t w[2];
-  if (byte0 + 8 <= nbytes) {
-    uint2 u = __ldg(reinterpret_cast<const uint2 *>(d.packed + byte0));
-    w[0] = u.x;
-    w[1] = u.y;
+  uint32_t w[WORDS];
+  if (byte0 + EPT / 2 <= nbytes) {
+    if (WORDS == 4) {
+      uint4 u = __ldg(reinterpret_cast<const uint4 *>(d.packed + byte0));
+      w[0] = u.x, w[1] = u.y, w[2 % WORDS] = u.z, w[3 % WORDS] = u.w;
+    } else {
+      uint2 u = __ldg(reinterpret_cast<const uint2 *>(d.packed + byte0));
+      w[0] = u.x, w[1 % WORDS] = u.y;
+    }
   } else {
-    w[0] = w[1] = 0;
-    for (int k = 0; k < 8 && byte0 + k < nbytes; k++) w[k >> 2] |= (uint32_t)d.packed[byte0 + k] << (8 * (k & 3));
-  }
-  float v[16];
 #pragma unroll
-  for (int k = 0; k < 8; k++) {
+    for (int k = 0; k < WORDS; k++) w[k] = 0;
+    for (int k = 0; k < EPT / 2 && byte0 + k < nbytes; k++) w[k >> 2] |= (uint32_t)d.packed[byte0 + k] << (8 * (k & 3));
+  }
+  float v[EPT];
+#pragma unroll
+  for (int k = 0; k < EPT / 2; k++) {
     uint32_t byte = (w[k >> 2] >> (8 * (k & 3))) & 255u;
     v[2 * k] = mul_ftz(lut[byte >> 4], am);
     v[2 * k + 1] = mul_ftz(lut[byte & 15u], am);
   }
-  store16<T, VEC>(out, i, d.n, v);
+  store_out<T, EPT, VEC, STREAM>(out, i, d.n, v);
+}
+
+// Kernel variant (elements per thread, streaming stores): the default is
+// the fastest measured on an H100 (bench/RESULTS.md); FTQ_DEQUANT_VARIANT
+// ("16", "16cs", "32", "32cs") picks another for benchmarking.
+static int dequant_variant() {
+  const char *v = getenv("FTQ_DEQUANT_VARIANT");
+  if (!v) return 3;
+  return (strncmp(v, "32", 2) == 0 ? 2 : 0) + (strstr(v, "cs") ? 1 : 0);
+}
+
+template <typename T, int NF4, bool NESTED, int EPT, bool STREAM>
+static void launch_dequantize4_v(ftq_cuda *c, const ftq_q4_desc *d, void *out) {
+  int64_t threads = (d->n + EPT - 1) / EPT;
+  unsigned grid = (unsigned)((threads + 255) / 256);
+  bool vec = ((uintptr_t)out & 15) == 0;
+  if (vec) dequantize4_kernel<T, NF4, NESTED, true, EPT, STREAM><<<grid, 256, 0, c->stream>>>(*d, (T *)out);
+  else dequantize4_kernel<T, NF4, NESTED, false, EPT, STREAM><<<grid, 256, 0, c->stream>>>(*d, (T *)out);
 }
 
 template <typename T, int NF4, bool NESTED>
 static void launch_dequantize4(ftq_cuda *c, const ftq_q4_desc *d, void *out) {
-  int64_t threads = (d->n + 15) / 16;
-  unsigned grid = (unsigned)((threads + 255) / 256);
-  bool vec = ((uintptr_t)out & 15) == 0;
-  if (vec) dequantize4_kernel<T, NF4, NESTED, true><<<grid, 256, 0, c->stream>>>(*d, (T *)out);
-  else dequantize4_kernel<T, NF4, NESTED, false><<<grid, 256, 0, c->stream>>>(*d, (T *)out);
+  switch (dequant_variant()) {
+    case 0: launch_dequantize4_v<T, NF4, NESTED, 16, false>(c, d, out); break;
+    case 1: launch_dequantize4_v<T, NF4, NESTED, 16, true>(c, d, out); break;
+    case 2: launch_dequantize4_v<T, NF4, NESTED, 32, false>(c, d, out); break;
+    default: launch_dequantize4_v<T, NF4, NESTED, 32, true>(c, d, out); break;
+  }
 }
 
 template <typename T>
@@ -325,22 +386,42 @@ ftq_status ftq_cuda_dequantize_4bit(void *be, const ftq_q4_desc *d, void *out, f
 // ---------------------------------------------------------------------------
 // 8-bit dynamic blockwise (double quantization of the absmax)
 
-// The deterministic mean of src/quant/quant_cpu.c: double sums over chunks
-// of 256 in order, then the chunk sums in order.
-__global__ void chunk_sums_kernel(const float *x, int64_t n, double *partial) {
-  int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  int64_t first = c * 256;
-  if (first >= n) return;
-  int64_t end = first + 256 < n ? first + 256 : n;
+// The deterministic mean of src/quant/quant_cpu.c (ftq_quant_mean): one
+// warp per chunk of 256 (lane l sums l, l+32, ... in order, then a
+// shuffle-down tree), then one block of 1024 threads over the chunk sums
+// (thread t sums chunks t, t+1024, ... in order, then the same trees).
+__device__ __forceinline__ double warp_tree(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__global__ void chunk_sums_kernel(const float *x, int64_t n, int64_t chunks, double *partial) {
+  int64_t c = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  int lane = threadIdx.x & 31;
+  if (c >= chunks) return;  // whole warps leave together (chunks are per warp)
   double s = 0.0;
-  for (int64_t i = first; i < end; i++) s += (double)x[i];
-  partial[c] = s;
+  for (int64_t i = c * 256 + lane; i < c * 256 + 256 && i < n; i += 32) s += (double)x[i];
+  s = warp_tree(s);
+  if (lane == 0) partial[c] = s;
 }
 
 __global__ void mean_kernel(const double *partial, int64_t chunks, int64_t n, float *mean) {
-  double t = 0.0;
-  for (int64_t c = 0; c < chunks; c++) t += partial[c];
-  *mean = (float)(t / (double)n);
+  __shared__ double warp_sum[32];
+  double s = 0.0;
+  for (int64_t c = threadIdx.x; c < chunks; c += 1024) s += partial[c];
+  s = warp_tree(s);
+  if ((threadIdx.x & 31) == 0) warp_sum[threadIdx.x >> 5] = s;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    s = warp_tree(warp_sum[threadIdx.x]);
+    if (threadIdx.x == 0) *mean = (float)(s / (double)n);
+  }
+}
+
+static void launch_mean(ftq_cuda *c, const float *x, int64_t n, double *partial, float *d_mean) {
+  int64_t chunks = (n + 255) / 256;
+  chunk_sums_kernel<<<(unsigned)((chunks + 7) / 8), 256, 0, c->stream>>>(x, n, chunks, partial);
+  mean_kernel<<<1, 1024, 0, c->stream>>>(partial, chunks, n, d_mean);
 }
 
 __device__ uint8_t dquantize8(const float *code, float x) {
@@ -408,8 +489,7 @@ ftq_status ftq_cuda_quantize_8bit(void *be, const float *x, size_t n, int64_t bl
   ftq_status st = FTQ_OK;
   cudaError_t e = cudaSuccess;
   if (center == FTQ_CENTER_MEAN) {
-    chunk_sums_kernel<<<(unsigned)((chunks + 127) / 128), 128, 0, c->stream>>>(x, (int64_t)n, partial);
-    mean_kernel<<<1, 1, 0, c->stream>>>(partial, chunks, (int64_t)n, d_offset);
+    launch_mean(c, x, (int64_t)n, partial, d_offset);
   } else if (center == FTQ_CENTER_GIVEN) {
     e = cudaMemcpyAsync(d_offset, offset, sizeof(float), cudaMemcpyHostToDevice, c->stream);
   }

@@ -4,7 +4,8 @@
 
 #include "common.cuh"
 
-ftq_status ftq_cuda_quantize_4bit(void *be, const ftq_q4_desc *d, const void *x, ftq_dtype x_type);
+ftq_status ftq_cuda_quantize_4bit(void *be, const ftq_q4_desc *d, const void *x, ftq_dtype x_type,
+                                 const float *code2_host, float *offset);
 ftq_status ftq_cuda_quantize_8bit(void *be, const float *x, size_t n, int64_t blocksize, const float *code,
                                   ftq_center_mode center, float *offset, uint8_t *q, float *absmax);
 ftq_status ftq_cuda_dequantize_4bit(void *be, const ftq_q4_desc *d, void *out, ftq_dtype out_type);

@@ -99,7 +99,8 @@ for r in ours:
     if r["bench"] == "copy":
         print(f"copy 1 GiB: libftq {r['gbps']:.0f} GB/s, torch {p.get('gbps', float('nan')):.0f} GB/s")
     elif r["bench"] == "dequant":
-        print(f"dequant nf4 {r['rows']:5}x{r['cols']:5} dq={int(r['double_quant'])}: libftq {r['median_ms']*1e3:7.1f} us "
+        print(f"dequant nf4 {r['rows']:5}x{r['cols']:5} dq={int(r['double_quant'])} [{r.get('variant', '')}]: "
+              f"libftq {r['median_ms']*1e3:7.1f} us "
               f"{r['gbps']:6.0f} GB/s {r['pct_of_copy']:5.1f}% | bnb {p.get('median_ms', float('nan'))*1e3:7.1f} us "
               f"{p.get('gbps', float('nan')):6.0f} GB/s {p.get('pct_of_copy', float('nan')):5.1f}%")
     else:

@@ -79,7 +79,7 @@ typedef struct ftq_q4_desc {
   int nested;
   uint8_t *qabsmax;    /* [n_blocks] */
   float *absmax2;      /* [ceil(n_blocks / blocksize2)] */
-  const float *code2;  /* [256] the signed dynamic map, ascending */
+  float *code2;        /* [256] the signed dynamic map, ascending */
   int64_t blocksize2;  /* 256 in bitsandbytes */
   float offset;        /* mean of the fp32 absmax, added back after decoding */
 } ftq_q4_desc;
@@ -151,9 +151,13 @@ typedef struct ftq_backend {
   ftq_status (*gemm)(void *be, const ftq_gemm_args *args);
 
   /* ---- quantization (src/quant/quant_cpu.c, cuda/quant.cu) ---- */
-  /* Codes and fp32 absmax of x (n elements of f32/f16/bf16) into d->packed
-   * and d->absmax; d->nested is ignored. */
-  ftq_status (*quantize_4bit)(void *be, const ftq_q4_desc *d, const void *x, ftq_dtype x_type);
+  /* Codes of x (n elements of f32/f16/bf16) into d->packed, and the fp32
+   * absmax into d->absmax. With d->nested the absmax is double-quantized
+   * instead (d->absmax unused): d->code2 (device) is filled from the host
+   * table code2_host, the codes go to d->qabsmax / d->absmax2, and *offset
+   * (host) receives the mean that was subtracted (ftq_quant_mean's order). */
+  ftq_status (*quantize_4bit)(void *be, const ftq_q4_desc *d, const void *x, ftq_dtype x_type, const float *code2_host,
+                              float *offset);
   /* Blockwise 8-bit with a sorted 256-entry code (bitsandbytes'
    * quantize_blockwise) of x (f32, n elements) centred as `center` says;
    * *offset is a host float. */

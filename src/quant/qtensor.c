@@ -205,21 +205,7 @@ static int is_io_float(ftq_dtype t) { return t == FTQ_DTYPE_F32 || t == FTQ_DTYP
 static ftq_status quantize_4bit(ftq_context *ctx, const void *src, ftq_dtype dtype, ftq_qtensor *q) {
   ftq_q4_desc d;
   ftq_qtensor_q4_desc(q, &d);
-  if (!q->nested) return ctx->be->quantize_4bit(ctx->be_ctx, &d, src, dtype);
-  /* the fp32 absmax lives only until it is quantized itself */
-  int64_t nb = ftq_ceil_div64(d.n, d.blocksize);
-  ftq_buffer scratch;
-  FTQ_TRY(ftq_buffer_alloc(ctx, FTQ_MEM_WORKSPACE, (size_t)nb * sizeof(float), "fp32 absmax before double quantization",
-                           &scratch));
-  d.absmax = scratch.ptr;
-  ftq_status st = ctx->be->quantize_4bit(ctx->be_ctx, &d, src, dtype);
-  if (st == FTQ_OK)
-    st = ctx->be->copy(ctx->be_ctx, q->nested_code.data, ftq_dynamic_map, sizeof ftq_dynamic_map, FTQ_COPY_H2D);
-  if (st == FTQ_OK)
-    st = ctx->be->quantize_8bit(ctx->be_ctx, scratch.ptr, (size_t)nb, q->nested_blocksize, q->nested_code.data,
-                                FTQ_CENTER_MEAN, &q->nested_offset, q->absmax.data, q->nested_absmax.data);
-  ftq_buffer_free(ctx, &scratch);
-  return st;
+  return ctx->be->quantize_4bit(ctx->be_ctx, &d, src, dtype, ftq_dynamic_map, &q->nested_offset);
 }
 
 static ftq_status quantize_int8(ftq_context *ctx, const ftq_qconfig *cfg, const void *src, ftq_dtype dtype,

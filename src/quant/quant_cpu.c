@@ -88,20 +88,36 @@ static void q4_quantize_range(void *arg, size_t begin, size_t end, int worker) {
   }
 }
 
-ftq_status ftq_cpu_quantize_4bit(void *be, const ftq_q4_desc *d, const void *x, ftq_dtype x_type) {
+ftq_status ftq_cpu_quantize_4bit(void *be, const ftq_q4_desc *d, const void *x, ftq_dtype x_type,
+                                 const float *code2_host, float *offset) {
   if (!is_io_float(x_type))
     return ftq_error(FTQ_ERR_UNSUPPORTED, "quantize_4bit: input dtype %s (f32, f16 or bf16 expected)",
                      ftq_dtype_name(x_type));
   if (d->n <= 0) return FTQ_OK;
-  q4_job job = {d, x, x_type, NULL, NULL};
-  FTQ_TRY(ftq_rcp_flip_bitmap(&job.rcp));
-  size_t workers = (size_t)ftq_threadpool_size(pool_of(be));
-  job.scratch = ftq_malloc((workers ? workers : 1) * (size_t)d->blocksize * sizeof(float), "quantize_4bit scratch");
-  if (!job.scratch) return FTQ_ERR_OUT_OF_MEMORY;
   size_t nb = (size_t)ftq_ceil_div64(d->n, d->blocksize);
-  ftq_parallel_for(pool_of(be), nb, (size_t)(16384 / d->blocksize) + 1, q4_quantize_range, &job);
+  ftq_q4_desc flat = *d;
+  float *raw = NULL;
+  if (d->nested) { /* the fp32 absmax lives only until it is quantized itself */
+    raw = ftq_malloc(nb * sizeof(float), "fp32 absmax before double quantization");
+    if (!raw) return FTQ_ERR_OUT_OF_MEMORY;
+    flat.absmax = raw;
+  }
+  q4_job job = {&flat, x, x_type, NULL, NULL};
+  ftq_status st = ftq_rcp_flip_bitmap(&job.rcp);
+  size_t workers = (size_t)ftq_threadpool_size(pool_of(be));
+  if (st == FTQ_OK) {
+    job.scratch = ftq_malloc((workers ? workers : 1) * (size_t)d->blocksize * sizeof(float), "quantize_4bit scratch");
+    if (!job.scratch) st = FTQ_ERR_OUT_OF_MEMORY;
+  }
+  if (st == FTQ_OK)
+    ftq_parallel_for(pool_of(be), nb, (size_t)(16384 / d->blocksize) + 1, q4_quantize_range, &job);
   free(job.scratch);
-  return FTQ_OK;
+  if (st == FTQ_OK && d->nested) {
+    memcpy(d->code2, code2_host, 256 * sizeof(float));
+    st = ftq_cpu_quantize_8bit(be, raw, nb, d->blocksize2, d->code2, FTQ_CENTER_MEAN, offset, d->qabsmax, d->absmax2);
+  }
+  free(raw);
+  return st;
 }
 
 /* Absmax of block b of a 4-bit tensor, decoding it when nested. */
@@ -163,19 +179,30 @@ ftq_status ftq_cpu_dequantize_4bit(void *be, const ftq_q4_desc *d, void *out, ft
 
 /* ---- 8-bit dynamic blockwise ------------------------------------------------ */
 
-/* The offset of double quantization: double sums over chunks of 256 in
- * order, the chunk sums added in order, divided in double, rounded once.
- * Deterministic, and the same on CUDA (torch's CUDA mean, which
- * bitsandbytes uses, may differ from it by one ulp). */
+/* A warp's tree sum of 32 lanes, as __shfl_down_sync does it: at offset
+ * o, lane l adds lane l + o; lane 0 ends with the total. */
+static double tree32(double *v) {
+  for (int o = 16; o > 0; o >>= 1)
+    for (int l = 0; l < o; l++) v[l] = v[l] + v[l + o];
+  return v[0];
+}
+
 float ftq_quant_mean(const float *x, size_t n) {
-  double total = 0.0;
-  for (size_t c = 0; c < n; c += 256) {
-    double s = 0.0;
-    size_t e = c + 256 < n ? c + 256 : n;
-    for (size_t i = c; i < e; i++) s += (double)x[i];
-    total += s;
+  if (!n) return 0.0f;
+  size_t chunks = (n + 255) / 256;
+  double thread[1024] = {0}; /* thread t of the second level sums chunks t, t + 1024, ... in order */
+  for (size_t c = 0; c < chunks; c++) { /* one warp per chunk: lane l takes l, l + 32, ... */
+    double lane[32];
+    for (int l = 0; l < 32; l++) {
+      double s = 0.0;
+      for (size_t i = c * 256 + (size_t)l; i < c * 256 + 256 && i < n; i += 32) s += (double)x[i];
+      lane[l] = s;
+    }
+    thread[c % 1024] += tree32(lane);
   }
-  return n ? (float)(total / (double)n) : 0.0f;
+  double warp[32];
+  for (int w = 0; w < 32; w++) warp[w] = tree32(thread + 32 * w);
+  return (float)(tree32(warp) / (double)n);
 }
 
 typedef struct q8_job {

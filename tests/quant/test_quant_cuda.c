@@ -48,12 +48,13 @@ static void same_part(const char *what, const char *part, const ftq_qtensor *c, 
 }
 
 /* Quantizes `x` (host, dtype, shape) on both backends, compares every part
- * and the dequantized values. `offset` > 0 misaligns the GPU input. */
+ * and the dequantized values. `unaligned` moves the GPU input one element
+ * off 16-byte alignment. */
 static void both(const char *what, const ftq_qconfig *cfg, const void *x, ftq_dtype dt, int ndim,
-                 const int64_t *shape, size_t misalign) {
+                 const int64_t *shape, int unaligned) {
   int64_t n = 1;
   for (int i = 0; i < ndim; i++) n *= shape[i];
-  size_t es = ftq_dtype_size(dt), bytes = (size_t)n * es;
+  size_t es = ftq_dtype_size(dt), bytes = (size_t)n * es, misalign = unaligned ? es : 0;
   ftq_qtensor qc, qg;
   REQUIRE_OK(ftq_qtensor_quantize(cpu, cfg, x, dt, ndim, shape, FTQ_MEM_OTHER, what, &qc));
   ftq_buffer in;
@@ -159,7 +160,7 @@ static void four_bit(void) {
             char what[128];
             snprintf(what, sizeof what, "%s %s bs %lld%s n %lld", s ? "fp4" : "nf4", ftq_dtype_name(dts[d]),
                      (long long)bs, nested ? " dq" : "", (long long)n);
-            both(what, &cfg, x, dts[d], 1, &n, li == 3 ? 2 : 0);
+            both(what, &cfg, x, dts[d], 1, &n, li == 3);
             free(x);
           }
   /* the approximate reciprocal at work: 2^16 blocks on the pivots */
@@ -188,7 +189,7 @@ static void int8(void) {
           char what[128];
           snprintf(what, sizeof what, "int8 %s gran %d %s [%lld, %lld]", a ? "asym" : "sym", g,
                    ftq_dtype_name(dts[d]), (long long)shapes[s][0], (long long)shapes[s][1]);
-          both(what, &cfg, x, dts[d], 2, shapes[s], s == 2 ? 2 : 0);
+          both(what, &cfg, x, dts[d], 2, shapes[s], s == 2);
           /* calibrated (static) parameters clip */
           if (a && g == 0) {
             cfg.calibrated = 1;

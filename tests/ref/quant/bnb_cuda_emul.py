@@ -211,18 +211,35 @@ def dequantize_blockwise8(q, absmax, code, bs):
     return mul_ftz(np.asarray(code, F32)[q], np.asarray(absmax, F32)[np.arange(n) // bs])
 
 
+def _tree32(v):
+    v = list(v)
+    o = 16
+    while o:
+        for lane in range(o):
+            v[lane] = v[lane] + v[lane + o]
+        o >>= 1
+    return v[0]
+
+
 def libftq_mean(a):
-    """libftq's offset: double sums over chunks of 256 in order, the chunk sums
-    added in order, divided in double, rounded once to fp32 (deterministic on
-    CPU and CUDA; torch's CUDA mean may differ by an ulp)."""
-    a = np.asarray(a, dtype=F32).astype(F64)
-    total = 0.0
-    for c in range(0, a.size, 256):
-        s = 0.0
-        for v in a[c:c + 256]:
-            s += float(v)
-        total += s
-    return F32(total / a.size)
+    """libftq's offset (src/quant/quant_cpu.c ftq_quant_mean): one warp per
+    chunk of 256 (lane l sums l, l+32, ...; then a shuffle-down tree), then
+    1024 threads over the chunk sums (thread t sums chunks t, t+1024, ...;
+    then the trees), in double, rounded once to fp32. Deterministic on CPU
+    and CUDA; torch's CUDA mean may differ by an ulp."""
+    a = [float(v) for v in np.asarray(a, dtype=F32)]
+    n = len(a)
+    thread = [0.0] * 1024
+    for c in range(0, (n + 255) // 256):
+        lanes = []
+        for lane in range(32):
+            s = 0.0
+            for i in range(c * 256 + lane, min(c * 256 + 256, n), 32):
+                s += a[i]
+            lanes.append(s)
+        thread[c % 1024] += _tree32(lanes)
+    warps = [_tree32(thread[32 * w:32 * w + 32]) for w in range(32)]
+    return F32(_tree32(warps) / n)
 
 
 def quantize_4bit_nested(x, bs, quant_type, code8, rcp, offset=None):
