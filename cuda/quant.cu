@@ -329,32 +329,105 @@ __global__ void dequantize4_kernel(ftq_q4_desc d, T *__restrict__ out) {
   store_out<T, EPT, VEC, STREAM>(out, i, d.n, v);
 }
 
-// Kernel variant (elements per thread, streaming stores): the default is
-// the fastest measured on an H100 (bench/RESULTS.md); FTQ_DEQUANT_VARIANT
-// ("16", "16cs", "32", "32cs") picks another for benchmarking.
-static int dequant_variant() {
-  const char *v = getenv("FTQ_DEQUANT_VARIANT");
-  if (!v) return 3;
-  return (strncmp(v, "32", 2) == 0 ? 2 : 0) + (strstr(v, "cs") ? 1 : 0);
+// Warp-contiguous variant: a thread takes G groups of 8 elements, group g
+// of thread t at (block * G + g) * blockDim + t, so every load and store
+// instruction of a warp covers one contiguous span (128 bytes of codes, 512
+// bytes of bf16), and the G loads are in flight before the first use.
+template <typename T, int NF4, bool NESTED, int G, bool STREAM>
+__global__ void dequantize4_wc_kernel(ftq_q4_desc d, T *__restrict__ out) {
+  __shared__ float lut[16];
+  if (threadIdx.x < 16) lut[threadIdx.x] = NF4 ? c_nf4_lut[threadIdx.x] : c_fp4_lut[threadIdx.x];
+  __syncthreads();
+  int64_t nbytes = (d.n + 1) >> 1;
+  uint32_t w[G];
+  float am[G];
+  int64_t e[G];
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    e[g] = (((int64_t)blockIdx.x * G + g) * blockDim.x + threadIdx.x) * 8;
+    w[g] = 0;
+    am[g] = 0.0f;
+    if (e[g] >= d.n) continue;
+    int64_t byte0 = e[g] >> 1, b = e[g] / d.blocksize;
+    if (byte0 + 4 <= nbytes) {
+      w[g] = __ldg(reinterpret_cast<const uint32_t *>(d.packed + byte0));
+    } else {
+      for (int k = 0; k < 4 && byte0 + k < nbytes; k++) w[g] |= (uint32_t)d.packed[byte0 + k] << (8 * k);
+    }
+    if (NESTED)
+      am[g] = __fadd_rn(mul_ftz(__ldg(d.code2 + d.qabsmax[b]), __ldg(d.absmax2 + b / d.blocksize2)), d.offset);
+    else
+      am[g] = __ldg(d.absmax + b);
+  }
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    if (e[g] >= d.n) continue;
+    float v[8];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+      uint32_t byte = (w[g] >> (8 * k)) & 255u;
+      v[2 * k] = mul_ftz(lut[byte >> 4], am[g]);
+      v[2 * k + 1] = mul_ftz(lut[byte & 15u], am[g]);
+    }
+    if (e[g] + 8 <= d.n) {
+      constexpr int PER = 16 / sizeof(T);
+#pragma unroll
+      for (int k = 0; k < 8 / PER; k++) {
+        uint4 u;
+        T *t = reinterpret_cast<T *>(&u);
+#pragma unroll
+        for (int x = 0; x < PER; x++) t[x] = from_f<T>(v[k * PER + x]);
+        uint4 *o = reinterpret_cast<uint4 *>(out + e[g]) + k;
+        if (STREAM) __stcs(o, u);
+        else *o = u;
+      }
+    } else {
+      for (int k = 0; k < 8 && e[g] + k < d.n; k++) out[e[g] + k] = from_f<T>(v[k]);
+    }
+  }
 }
 
-template <typename T, int NF4, bool NESTED, int EPT, bool STREAM>
-static void launch_dequantize4_v(ftq_cuda *c, const ftq_q4_desc *d, void *out) {
-  int64_t threads = (d->n + EPT - 1) / EPT;
-  unsigned grid = (unsigned)((threads + 255) / 256);
-  bool vec = ((uintptr_t)out & 15) == 0;
-  if (vec) dequantize4_kernel<T, NF4, NESTED, true, EPT, STREAM><<<grid, 256, 0, c->stream>>>(*d, (T *)out);
-  else dequantize4_kernel<T, NF4, NESTED, false, EPT, STREAM><<<grid, 256, 0, c->stream>>>(*d, (T *)out);
+// Kernel variant: the default is the fastest measured on an H100
+// (bench/RESULTS.md); FTQ_DEQUANT_VARIANT picks another for benchmarking:
+// "16" / "16cs" (16 elements per thread), "w1" / "w2" / "w4" (warp-
+// contiguous, 1 / 2 / 4 groups of 8 per thread), "cs" = streaming stores.
+typedef struct dq_variant {
+  int wc, groups, stream;
+} dq_variant;
+
+static dq_variant dequant_variant() {
+  dq_variant v = {1, 2, 1};
+  const char *s = getenv("FTQ_DEQUANT_VARIANT");
+  if (!s || !*s) return v;
+  v.wc = s[0] == 'w';
+  v.groups = v.wc ? atoi(s + 1) : 2;
+  v.stream = strstr(s, "cs") != nullptr;
+  return v;
 }
 
 template <typename T, int NF4, bool NESTED>
 static void launch_dequantize4(ftq_cuda *c, const ftq_q4_desc *d, void *out) {
-  switch (dequant_variant()) {
-    case 0: launch_dequantize4_v<T, NF4, NESTED, 16, false>(c, d, out); break;
-    case 1: launch_dequantize4_v<T, NF4, NESTED, 16, true>(c, d, out); break;
-    case 2: launch_dequantize4_v<T, NF4, NESTED, 32, false>(c, d, out); break;
-    default: launch_dequantize4_v<T, NF4, NESTED, 32, true>(c, d, out); break;
+  dq_variant v = dequant_variant();
+  bool vec = ((uintptr_t)out & 15) == 0;
+  if (!vec) {  // an unaligned output: scalar stores
+    unsigned grid = (unsigned)(((d->n + 15) / 16 + 255) / 256);
+    dequantize4_kernel<T, NF4, NESTED, false, 16, false><<<grid, 256, 0, c->stream>>>(*d, (T *)out);
+    return;
   }
+  if (!v.wc) {
+    unsigned grid = (unsigned)(((d->n + 15) / 16 + 255) / 256);
+    if (v.stream) dequantize4_kernel<T, NF4, NESTED, true, 16, true><<<grid, 256, 0, c->stream>>>(*d, (T *)out);
+    else dequantize4_kernel<T, NF4, NESTED, true, 16, false><<<grid, 256, 0, c->stream>>>(*d, (T *)out);
+    return;
+  }
+  int g = v.groups == 1 || v.groups == 4 ? v.groups : 2;
+  int64_t groups = (d->n + 7) / 8;
+  unsigned grid = (unsigned)((groups + 256 * g - 1) / (256 * g));
+#define LAUNCH_WC(G, S) dequantize4_wc_kernel<T, NF4, NESTED, G, S><<<grid, 256, 0, c->stream>>>(*d, (T *)out)
+  if (g == 1) v.stream ? LAUNCH_WC(1, true) : LAUNCH_WC(1, false);
+  else if (g == 2) v.stream ? LAUNCH_WC(2, true) : LAUNCH_WC(2, false);
+  else v.stream ? LAUNCH_WC(4, true) : LAUNCH_WC(4, false);
+#undef LAUNCH_WC
 }
 
 template <typename T>

@@ -203,6 +203,29 @@ static void int8(void) {
         }
 }
 
+/* Every variant of the dequantization kernel (cuda/quant.cu) gives the
+ * same values. */
+static void dequant_variants(void) {
+  const char *variants[] = {"16", "16cs", "w1", "w1cs", "w2", "w2cs", "w4", "w4cs"};
+  int64_t lens[] = {33, 4097, 100003, (1 << 20) + 13};
+  uint64_t seed = 4242;
+  for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+    setenv("FTQ_DEQUANT_VARIANT", variants[v], 1);
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+      for (int nested = 0; nested < 2; nested++) {
+        int64_t n = lens[li];
+        if (quick && n > 5000) continue;
+        ftq_qconfig cfg = {nested ? FTQ_QSCHEME_NF4 : FTQ_QSCHEME_FP4, 64, nested, FTQ_QGRAN_TENSOR, 0, 0, 0, 0};
+        void *x = make_data(n, FTQ_DTYPE_BF16, seed++, 1);
+        char what[128];
+        snprintf(what, sizeof what, "dequantize variant %s n %lld%s", variants[v], (long long)n, nested ? " dq" : "");
+        both(what, &cfg, x, FTQ_DTYPE_BF16, 1, &n, 0);
+        free(x);
+      }
+  }
+  unsetenv("FTQ_DEQUANT_VARIANT");
+}
+
 /* bitsandbytes' own vectors, on the GPU. */
 static void bnb_vectors(void) {
   ref_file rf;
@@ -303,6 +326,7 @@ int main(void) {
   REQUIRE_OK(ftq_context_create("cuda:0", NULL, &gpu));
   bnb_vectors();
   four_bit();
+  dequant_variants();
   int8();
   public_api();
   size_t cur;
