@@ -290,17 +290,18 @@ __device__ __forceinline__ void store_out(T *out, int64_t i, int64_t n, const fl
   for (int k = 0; k < EPT && i + k < n; k++) out[i + k] = from_f<T>(v[k]);
 }
 
+// Block sizes are powers of two: shifts (sh, sh2) instead of 64-bit divisions.
 template <typename T, int NF4, bool NESTED, bool VEC, int EPT, bool STREAM>
-__global__ void dequantize4_kernel(ftq_q4_desc d, T *__restrict__ out) {
+__global__ void dequantize4_kernel(ftq_q4_desc d, int sh, int sh2, T *__restrict__ out) {
   __shared__ float lut[16];
   if (threadIdx.x < 16) lut[threadIdx.x] = NF4 ? c_nf4_lut[threadIdx.x] : c_fp4_lut[threadIdx.x];
   __syncthreads();
   int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * EPT;
   if (i >= d.n) return;
-  int64_t b = i / d.blocksize;
+  int64_t b = i >> sh;
   float am;
   if (NESTED)  // decode the absmax: code2[q] * absmax2 (ftz), then + offset as torch adds it (IEEE)
-    am = __fadd_rn(mul_ftz(__ldg(d.code2 + d.qabsmax[b]), __ldg(d.absmax2 + b / d.blocksize2)), d.offset);
+    am = __fadd_rn(mul_ftz(__ldg(d.code2 + d.qabsmax[b]), __ldg(d.absmax2 + (b >> sh2))), d.offset);
   else
     am = __ldg(d.absmax + b);
   constexpr int WORDS = EPT / 8;  // 32-bit words of packed codes
@@ -334,7 +335,7 @@ __global__ void dequantize4_kernel(ftq_q4_desc d, T *__restrict__ out) {
 // instruction of a warp covers one contiguous span (128 bytes of codes, 512
 // bytes of bf16), and the G loads are in flight before the first use.
 template <typename T, int NF4, bool NESTED, int G, bool STREAM>
-__global__ void dequantize4_wc_kernel(ftq_q4_desc d, T *__restrict__ out) {
+__global__ void dequantize4_wc_kernel(ftq_q4_desc d, int sh, int sh2, T *__restrict__ out) {
   __shared__ float lut[16];
   if (threadIdx.x < 16) lut[threadIdx.x] = NF4 ? c_nf4_lut[threadIdx.x] : c_fp4_lut[threadIdx.x];
   __syncthreads();
@@ -348,14 +349,14 @@ __global__ void dequantize4_wc_kernel(ftq_q4_desc d, T *__restrict__ out) {
     w[g] = 0;
     am[g] = 0.0f;
     if (e[g] >= d.n) continue;
-    int64_t byte0 = e[g] >> 1, b = e[g] / d.blocksize;
+    int64_t byte0 = e[g] >> 1, b = e[g] >> sh;
     if (byte0 + 4 <= nbytes) {
       w[g] = __ldg(reinterpret_cast<const uint32_t *>(d.packed + byte0));
     } else {
       for (int k = 0; k < 4 && byte0 + k < nbytes; k++) w[g] |= (uint32_t)d.packed[byte0 + k] << (8 * k);
     }
     if (NESTED)
-      am[g] = __fadd_rn(mul_ftz(__ldg(d.code2 + d.qabsmax[b]), __ldg(d.absmax2 + b / d.blocksize2)), d.offset);
+      am[g] = __fadd_rn(mul_ftz(__ldg(d.code2 + d.qabsmax[b]), __ldg(d.absmax2 + (b >> sh2))), d.offset);
     else
       am[g] = __ldg(d.absmax + b);
   }
@@ -409,21 +410,23 @@ template <typename T, int NF4, bool NESTED>
 static void launch_dequantize4(ftq_cuda *c, const ftq_q4_desc *d, void *out) {
   dq_variant v = dequant_variant();
   bool vec = ((uintptr_t)out & 15) == 0;
+  int sh = __builtin_ctzll((unsigned long long)d->blocksize);
+  int sh2 = d->nested ? __builtin_ctzll((unsigned long long)d->blocksize2) : 0;
   if (!vec) {  // an unaligned output: scalar stores
     unsigned grid = (unsigned)(((d->n + 15) / 16 + 255) / 256);
-    dequantize4_kernel<T, NF4, NESTED, false, 16, false><<<grid, 256, 0, c->stream>>>(*d, (T *)out);
+    dequantize4_kernel<T, NF4, NESTED, false, 16, false><<<grid, 256, 0, c->stream>>>(*d, sh, sh2, (T *)out);
     return;
   }
   if (!v.wc) {
     unsigned grid = (unsigned)(((d->n + 15) / 16 + 255) / 256);
-    if (v.stream) dequantize4_kernel<T, NF4, NESTED, true, 16, true><<<grid, 256, 0, c->stream>>>(*d, (T *)out);
-    else dequantize4_kernel<T, NF4, NESTED, true, 16, false><<<grid, 256, 0, c->stream>>>(*d, (T *)out);
+    if (v.stream) dequantize4_kernel<T, NF4, NESTED, true, 16, true><<<grid, 256, 0, c->stream>>>(*d, sh, sh2, (T *)out);
+    else dequantize4_kernel<T, NF4, NESTED, true, 16, false><<<grid, 256, 0, c->stream>>>(*d, sh, sh2, (T *)out);
     return;
   }
   int g = v.groups == 1 || v.groups == 4 ? v.groups : 2;
   int64_t groups = (d->n + 7) / 8;
   unsigned grid = (unsigned)((groups + 256 * g - 1) / (256 * g));
-#define LAUNCH_WC(G, S) dequantize4_wc_kernel<T, NF4, NESTED, G, S><<<grid, 256, 0, c->stream>>>(*d, (T *)out)
+#define LAUNCH_WC(G, S) dequantize4_wc_kernel<T, NF4, NESTED, G, S><<<grid, 256, 0, c->stream>>>(*d, sh, sh2, (T *)out)
   if (g == 1) v.stream ? LAUNCH_WC(1, true) : LAUNCH_WC(1, false);
   else if (g == 2) v.stream ? LAUNCH_WC(2, true) : LAUNCH_WC(2, false);
   else v.stream ? LAUNCH_WC(4, true) : LAUNCH_WC(4, false);
@@ -442,6 +445,10 @@ static void dispatch_dequantize4(ftq_cuda *c, const ftq_q4_desc *d, void *out) {
 ftq_status ftq_cuda_dequantize_4bit(void *be, const ftq_q4_desc *d, void *out, ftq_dtype out_type) {
   ftq_cuda *c = (ftq_cuda *)be;
   if (d->n <= 0) return FTQ_OK;
+  if (d->blocksize < 32 || (d->blocksize & (d->blocksize - 1)) ||
+      (d->nested && (d->blocksize2 < 1 || (d->blocksize2 & (d->blocksize2 - 1)))))
+    return ftq_cuda_error(FTQ_ERR_INVALID_ARGUMENT, "dequantize_4bit: block sizes %lld / %lld must be powers of two",
+                          (long long)d->blocksize, (long long)d->blocksize2);
   FTQ_TRY_CU(ftq_cuda_enter(c));
   FTQ_TRY_CU(upload_tables(c));
   switch (out_type) {

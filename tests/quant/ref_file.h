@@ -72,7 +72,11 @@ static inline int ref_open(const char *path, ref_file *rf) {
     memcpy(&nb, rf->buf + off, 8);
     off += 8;
     if (off + nb > rf->size) return 0;
-    r->data = rf->buf + off;
+    /* an aligned copy: the file packs records without padding */
+    void *copy = malloc(nb ? (size_t)nb : 1);
+    if (!copy) return 0;
+    memcpy(copy, rf->buf + off, (size_t)nb);
+    r->data = copy;
     r->bytes = (size_t)nb;
     off += nb;
     rf->count++;
@@ -87,6 +91,7 @@ static inline const ref_rec *ref_get(const ref_file *rf, const char *name) {
 }
 
 static inline void ref_close(ref_file *rf) {
+  for (size_t i = 0; i < rf->count; i++) free((void *)rf->recs[i].data);
   free(rf->buf);
   free(rf->recs);
   memset(rf, 0, sizeof *rf);
