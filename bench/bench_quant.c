@@ -77,42 +77,9 @@ static double copy_bandwidth(ftq_context *ctx, size_t bytes, int reps, double *m
   return 2.0 * (double)bytes / (ms * 1e6);
 }
 
-int main(int argc, char **argv) {
-  const char *dev = "cpu";
-  int quick = 0;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--quick") == 0) quick = 1;
-    else dev = argv[i];
-  }
-  ftq_context *ctx;
-  if (ftq_context_create(dev, NULL, &ctx) != FTQ_OK) {
-    fprintf(stderr, "bench_quant: %s\n", ftq_last_error());
-    return 1;
-  }
-  int cuda = ftq_context_device_type(ctx) == FTQ_DEVICE_CUDA;
-  const char *name = ftq_context_device_name(ctx);
-  /* Llama-2-7B linear weights [out, in]; the CPU gets a scaled-down set */
-  int64_t shapes[3][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
-  int counts[3] = {4, 2, 1}; /* per layer: q/k/v/o, gate/up, down */
-  if (!cuda) {
-    int64_t small[3][2] = {{576, 576}, {1536, 576}, {576, 1536}};
-    memcpy(shapes, small, sizeof small);
-  }
-  int layers = cuda ? 32 : 2, reps = quick ? 5 : (cuda ? 30 : 3);
-
-  double copy_ms;
-  size_t copy_bytes = cuda ? (size_t)1 << 30 : (size_t)64 << 20;
-  double copy_gbs = copy_bandwidth(ctx, copy_bytes, cuda ? 20 : 5, &copy_ms);
-  printf("{\"bench\": \"copy\", \"device\": \"%s\", \"bytes\": %zu, \"median_ms\": %.4f, \"gbps\": %.1f}\n", name,
-         copy_bytes, copy_ms, copy_gbs);
-
-  /* FTQ_BENCH_DEQUANT_VARIANTS="16,16cs,32,32cs" times the CUDA kernel's
-   * variants (cuda/quant.cu); otherwise the default one */
-  const char *variants = getenv("FTQ_BENCH_DEQUANT_VARIANTS");
-  char vlist[128];
-  snprintf(vlist, sizeof vlist, "%s", variants && cuda ? variants : "default");
-  for (char *save = NULL, *variant = strtok_r(vlist, ",", &save); variant; variant = strtok_r(NULL, ",", &save)) {
-  if (strcmp(variant, "default") != 0) setenv("FTQ_DEQUANT_VARIANT", variant, 1);
+/* NF4 dequantization of the three shapes, without and with double quant. */
+static void bench_dequant(ftq_context *ctx, const char *name, int cuda, int64_t shapes[3][2], int reps, double copy_gbs,
+                          const char *variant) {
   for (int s = 0; s < 3; s++)
     for (int nested = 0; nested < 2; nested++) {
       int64_t n = shapes[s][0] * shapes[s][1];
@@ -142,16 +109,57 @@ int main(int argc, char **argv) {
       double ms = median(t, reps), gbs = (double)bytes / (ms * 1e6);
       double cmp_ms;
       double copy_same = copy_bandwidth(ctx, bytes / 2, cuda ? 10 : 3, &cmp_ms);
-      printf("{\"bench\": \"dequant\", \"variant\": \"%s\", \"device\": \"%s\", \"scheme\": \"nf4\", \"blocksize\": 64, \"double_quant\": %s, "
-             "\"out\": \"bf16\", \"rows\": %lld, \"cols\": %lld, \"bytes\": %zu, \"median_ms\": %.4f, \"gbps\": %.1f, "
-             "\"copy_gbps\": %.1f, \"pct_of_copy\": %.1f, \"copy_gbps_same_bytes\": %.1f}\n",
-             variant, name, nested ? "true" : "false", (long long)shapes[s][0], (long long)shapes[s][1], bytes, ms, gbs, copy_gbs,
-             100.0 * gbs / copy_gbs, copy_same);
+      printf(
+          "{\"bench\": \"dequant\", \"variant\": \"%s\", \"device\": \"%s\", \"scheme\": \"nf4\", \"blocksize\": 64, "
+          "\"double_quant\": %s, "
+          "\"out\": \"bf16\", \"rows\": %lld, \"cols\": %lld, \"bytes\": %zu, \"median_ms\": %.4f, \"gbps\": %.1f, "
+          "\"copy_gbps\": %.1f, \"pct_of_copy\": %.1f, \"copy_gbps_same_bytes\": %.1f}\n",
+          variant, name, nested ? "true" : "false", (long long)shapes[s][0], (long long)shapes[s][1], bytes, ms, gbs,
+          copy_gbs, 100.0 * gbs / copy_gbs, copy_same);
       for (int r = 0; r < ROT; r++) {
         ftq_qtensor_release(&q[r]);
         ftq_buffer_free(ctx, &out[r]);
       }
     }
+}
+
+int main(int argc, char **argv) {
+  const char *dev = "cpu";
+  int quick = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--quick") == 0) quick = 1;
+    else dev = argv[i];
+  }
+  ftq_context *ctx;
+  if (ftq_context_create(dev, NULL, &ctx) != FTQ_OK) {
+    fprintf(stderr, "bench_quant: %s\n", ftq_last_error());
+    return 1;
+  }
+  int cuda = ftq_context_device_type(ctx) == FTQ_DEVICE_CUDA;
+  const char *name = ftq_context_device_name(ctx);
+  /* Llama-2-7B linear weights [out, in]; the CPU gets a scaled-down set */
+  int64_t shapes[3][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
+  int counts[3] = {4, 2, 1}; /* per layer: q/k/v/o, gate/up, down */
+  if (!cuda) {
+    int64_t small[3][2] = {{576, 576}, {1536, 576}, {576, 1536}};
+    memcpy(shapes, small, sizeof small);
+  }
+  int layers = cuda ? 32 : 2, reps = quick ? 5 : (cuda ? 30 : 3);
+
+  double copy_ms;
+  size_t copy_bytes = cuda ? (size_t)1 << 30 : (size_t)64 << 20;
+  double copy_gbs = copy_bandwidth(ctx, copy_bytes, cuda ? 20 : 5, &copy_ms);
+  printf("{\"bench\": \"copy\", \"device\": \"%s\", \"bytes\": %zu, \"median_ms\": %.4f, \"gbps\": %.1f}\n", name,
+         copy_bytes, copy_ms, copy_gbs);
+
+  /* FTQ_BENCH_DEQUANT_VARIANTS="default,16cs,w1cs,w2cs,w4cs" also times the
+   * CUDA kernel's other variants (cuda/quant.cu) */
+  const char *variants = getenv("FTQ_BENCH_DEQUANT_VARIANTS");
+  char vlist[128];
+  snprintf(vlist, sizeof vlist, "%s", variants && cuda ? variants : "default");
+  for (char *save = NULL, *variant = strtok_r(vlist, ",", &save); variant; variant = strtok_r(NULL, ",", &save)) {
+    if (strcmp(variant, "default") != 0) setenv("FTQ_DEQUANT_VARIANT", variant, 1);
+    bench_dequant(ctx, name, cuda, shapes, reps, copy_gbs, variant);
   }
   unsetenv("FTQ_DEQUANT_VARIANT");
 

@@ -504,27 +504,11 @@ static void launch_mean(ftq_cuda *c, const float *x, int64_t n, double *partial,
   mean_kernel<<<1, 1024, 0, c->stream>>>(partial, chunks, n, d_mean);
 }
 
-__device__ uint8_t dquantize8(const float *code, float x) {
-  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
-  float lower = -1.0f, upper = 1.0f;
-  float val = code[pivot];
-  for (int i = 64; i > 0; i >>= 1) {
-    if (x > val) {
-      lower_pivot = pivot;
-      lower = val;
-      pivot += i;
-    } else {
-      upper_pivot = pivot;
-      upper = val;
-      pivot -= i;
-    }
-    val = code[pivot];
-  }
-  if (upper_pivot == 255) upper = code[upper_pivot];
-  if (lower_pivot == 0) lower = code[lower_pivot];
-  if (x > val) return (uint8_t)(x > mul_ftz(add_ftz(upper, val), 0.5f) ? upper_pivot : pivot);
-  return (uint8_t)(x < mul_ftz(add_ftz(lower, val), 0.5f) ? lower_pivot : pivot);
-}
+#define FTQ_Q8_QUALIFIERS __device__
+#define FTQ_Q8_NAME dquantize8
+#define FTQ_Q8_MUL_FTZ mul_ftz
+#define FTQ_Q8_ADD_FTZ add_ftz
+#include "quant/dquantize8.h"
 
 // One CUDA block of 256 threads per quantization block.
 __global__ void quantize8_kernel(const float *__restrict__ x, int64_t n, int bs, const float *__restrict__ code,

@@ -119,31 +119,11 @@ const float ftq_dynamic_map[256] = {
     0x1.ee00000000000p-1f, 0x1.f533340000000p-1f, 0x1.fc66660000000p-1f, 0x1.0000000000000p+0f,
 };
 
-uint8_t ftq_dquantize8(const float *code, float x) {
-  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
-  float lower = -1.0f, upper = 1.0f;
-  float val = code[pivot];
-  for (int i = 64; i > 0; i >>= 1) {
-    if (x > val) {
-      lower_pivot = pivot;
-      lower = val;
-      pivot += i;
-    } else {
-      upper_pivot = pivot;
-      upper = val;
-      pivot -= i;
-    }
-    val = code[pivot];
-  }
-  if (upper_pivot == 255) upper = code[upper_pivot];
-  if (lower_pivot == 0) lower = code[lower_pivot];
-  if (x > val) {
-    float mid = ftq_mul_ftz(ftq_add_ftz(upper, val), 0.5f);
-    return (uint8_t)(x > mid ? upper_pivot : pivot);
-  }
-  float mid = ftq_mul_ftz(ftq_add_ftz(lower, val), 0.5f);
-  return (uint8_t)(x < mid ? lower_pivot : pivot);
-}
+#define FTQ_Q8_QUALIFIERS
+#define FTQ_Q8_NAME ftq_dquantize8
+#define FTQ_Q8_MUL_FTZ ftq_mul_ftz
+#define FTQ_Q8_ADD_FTZ ftq_add_ftz
+#include "quant/dquantize8.h"
 
 /* ---- the rcp.approx table ---- */
 

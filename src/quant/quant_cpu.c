@@ -269,6 +269,14 @@ typedef struct i8_job {
   int64_t *clipped; /* per group */
 } i8_job;
 
+/* Group g's first element and length (a row's last group may be short). */
+static void i8_group_span(const i8_job *j, size_t g, size_t *first, int64_t *len) {
+  const ftq_int8_desc *d = j->d;
+  int64_t row = (int64_t)g / j->groups_per_row, col0 = ((int64_t)g % j->groups_per_row) * d->group;
+  *len = d->cols - col0 < d->group ? d->cols - col0 : d->group;
+  *first = (size_t)(row * d->cols + col0);
+}
+
 /* Scale and zero point of a group from its finite values (qlora-spec §3.3),
  * computed in double and stored as fp32 / int32. */
 static void i8_params(const ftq_int8_desc *d, const void *x, ftq_dtype t, size_t first, int64_t len, float *scale,
@@ -318,9 +326,9 @@ static void i8_quantize_range(void *arg, size_t begin, size_t end, int worker) {
   const i8_job *j = arg;
   const ftq_int8_desc *d = j->d;
   for (size_t g = begin; g < end; g++) {
-    int64_t row = (int64_t)g / j->groups_per_row, col0 = ((int64_t)g % j->groups_per_row) * d->group;
-    int64_t len = d->cols - col0 < d->group ? d->cols - col0 : d->group;
-    size_t first = (size_t)(row * d->cols + col0);
+    size_t first;
+    int64_t len;
+    i8_group_span(j, g, &first, &len);
     if (!d->params_given) {
       int32_t zp = 0;
       i8_params(d, j->x, j->type, first, len, &d->scales[g], &zp);
@@ -363,9 +371,9 @@ static void i8_dequantize_range(void *arg, size_t begin, size_t end, int worker)
   const i8_job *j = arg;
   const ftq_int8_desc *d = j->d;
   for (size_t g = begin; g < end; g++) {
-    int64_t row = (int64_t)g / j->groups_per_row, col0 = ((int64_t)g % j->groups_per_row) * d->group;
-    int64_t len = d->cols - col0 < d->group ? d->cols - col0 : d->group;
-    size_t first = (size_t)(row * d->cols + col0);
+    size_t first;
+    int64_t len;
+    i8_group_span(j, g, &first, &len);
     float s = d->scales[g];
     int32_t zp = d->asymmetric ? d->zero_points[g] : 0;
     for (int64_t i = 0; i < len; i++) {
