@@ -79,6 +79,9 @@ ftq_status ftq_cuda_convert(void *be, void *dst, ftq_dtype dst_type, const void 
 ftq_status ftq_cuda_axpby(void *be, size_t n, float a, const float *x, float b, float *y);
 ftq_status ftq_cuda_reduce(void *be, ftq_reduce_op op, const void *x, ftq_dtype type, size_t n, double *result);
 
+// optim.cu
+ftq_status ftq_cuda_adamw(void *be, const ftq_adamw_args *args);
+
 // Grid size for a grid-stride loop over n elements.
 static inline unsigned ftq_grid_for(size_t n, int threads, const ftq_cuda *c) {
   size_t blocks = (n + (size_t)threads - 1) / (size_t)threads;

@@ -217,6 +217,7 @@ static ftq_backend make_table() {
   t.axpby = ftq_cuda_axpby;
   t.reduce = ftq_cuda_reduce;
   t.gemm = ftq_cuda_gemm;
+  t.adamw = ftq_cuda_adamw;
   t.quantize_4bit = ftq_cuda_quantize_4bit;
   t.quantize_8bit = ftq_cuda_quantize_8bit;
   t.dequantize_4bit = ftq_cuda_dequantize_4bit;

@@ -63,6 +63,34 @@ typedef struct ftq_gemm_args {
   int64_t batch; /* >= 1 */
 } ftq_gemm_args;
 
+/* AdamW update rules. */
+typedef enum ftq_adamw_mode {
+  FTQ_ADAMW_BNB = 0,  /* bitsandbytes 32-bit: eps*sqrt(bc2) in the denominator, decay after the step */
+  FTQ_ADAMW_TORCH = 1 /* torch.optim.AdamW: decay first, bias corrections applied explicitly */
+} ftq_adamw_mode;
+
+/* One AdamW update of n fp32 parameters in place. The scalars that depend
+ * only on the step are computed once on the host (so every backend uses the
+ * same values); the kernels use plain fp32 multiplies and adds (no FMA), so
+ * the CPU and CUDA backends agree bit for bit. m and v may be host memory
+ * from host_alloc (paged optimizer states), which the CUDA kernel reads
+ * and writes over the bus. */
+typedef struct ftq_adamw_args {
+  float *param;
+  const float *grad;
+  float *m, *v;
+  size_t n;
+  ftq_adamw_mode mode;
+  float grad_scale;  /* gradients are multiplied by this first (clipping) */
+  float beta1, beta2;
+  float one_minus_beta1, one_minus_beta2;
+  /* BNB: p += step_size * m / (sqrt(v) + eps_c2); then p *= decay_factor */
+  /* TORCH: p *= decay_factor first; p += step_size * m / (sqrt(v) / bc2_sqrt + eps) */
+  float step_size;   /* negative */
+  float eps;         /* TORCH: eps; BNB: eps * sqrt(1 - beta2^t) */
+  float bc2_sqrt;    /* TORCH only */
+  float decay_factor;/* 1 - lr * weight_decay (1 when no decay) */
+} ftq_adamw_args;
 /* Blockwise 4-bit data laid out as bitsandbytes does (qlora-spec §1-§2):
  * the tensor flattened row-major, block b = elements [b*bs, (b+1)*bs), two
  * codes per byte with the even element in the high nibble. The arithmetic
@@ -150,6 +178,8 @@ typedef struct ftq_backend {
   /* ---- matrix products ---- */
   ftq_status (*gemm)(void *be, const ftq_gemm_args *args);
 
+  /* ---- optimizer (src/optim) ---- */
+  ftq_status (*adamw)(void *be, const ftq_adamw_args *args);
   /* ---- quantization (src/quant/quant_cpu.c, cuda/quant.cu) ---- */
   /* Codes of x (n elements of f32/f16/bf16) into d->packed, and the fp32
    * absmax into d->absmax. With d->nested the absmax is double-quantized

@@ -20,6 +20,7 @@
 #include "ftq_status.h"
 #include "ftq_options.h"
 #include "ftq_context.h"
+#include "ftq_model.h"
 #include "ftq_quantizer.h"
 
 #endif /* LIBFTQ_FTQ_H */

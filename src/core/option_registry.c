@@ -4,10 +4,14 @@
 #include "core/options.h"
 
 extern const ftq_option_table ftq_context_options;
+extern const ftq_option_table ftq_model_options;
+extern const ftq_option_table ftq_optim_options;
 extern const ftq_option_table ftq_quant_options;
 
 const ftq_option_table *const ftq_option_tables[] = {
     &ftq_context_options,
+    &ftq_model_options,
+    &ftq_optim_options,
     &ftq_quant_options,
 };
 const size_t ftq_option_table_count = sizeof(ftq_option_tables) / sizeof(ftq_option_tables[0]);

@@ -180,6 +180,7 @@ static const ftq_backend cpu_backend = {
     .axpby = cpu_axpby,
     .reduce = cpu_reduce,
     .gemm = ftq_cpu_gemm,
+    .adamw = ftq_cpu_adamw,
     .quantize_4bit = ftq_cpu_quantize_4bit,
     .quantize_8bit = ftq_cpu_quantize_8bit,
     .dequantize_4bit = ftq_cpu_dequantize_4bit,

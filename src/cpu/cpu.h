@@ -17,6 +17,8 @@ float ftq_cpu_load(const void *x, ftq_dtype t, size_t i);
 
 
 
+ftq_status ftq_cpu_adamw(void *be, const ftq_adamw_args *args);
+
 /* The plain-C GEMM, always built: the fallback without BLAS and the
  * independent check of the BLAS path in tests. */
 ftq_status ftq_cpu_gemm_plain(ftq_cpu *cpu, const ftq_gemm_args *args);

@@ -30,7 +30,9 @@ typedef struct ftq_named_tensor {
   size_t bytes;
 } ftq_named_tensor;
 
-/* Finds a tensor by its full name; NULL when there is none. */
+/* Finds a tensor by its full name; NULL when there is none. Every pointer
+ * it returns must stay valid until the call that asked for it returns (a
+ * call looks up several tensors before using them). */
 typedef const ftq_named_tensor *(*ftq_named_lookup_fn)(void *user, const char *name);
 
 /* Receives one tensor; its name and data are valid during the call only. */
