@@ -21,6 +21,7 @@
 #include "ftq_options.h"
 #include "ftq_context.h"
 #include "ftq_model.h"
+#include "ftq_quantizer.h"
 #include "ftq_tokenizer.h"
 #include "ftq_dataset.h"
 

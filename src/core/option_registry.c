@@ -6,6 +6,7 @@
 extern const ftq_option_table ftq_context_options;
 extern const ftq_option_table ftq_model_options;
 extern const ftq_option_table ftq_optim_options;
+extern const ftq_option_table ftq_quant_options;
 extern const ftq_option_table ftq_tokenizer_options;
 extern const ftq_option_table ftq_data_options;
 
@@ -13,6 +14,7 @@ const ftq_option_table *const ftq_option_tables[] = {
     &ftq_context_options,
     &ftq_model_options,
     &ftq_optim_options,
+    &ftq_quant_options,
     &ftq_tokenizer_options,
     &ftq_data_options,
 };

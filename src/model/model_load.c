@@ -12,6 +12,7 @@
 #include "core/half.h"
 #include "core/options.h"
 #include "model/model_load.h"
+#include "quant/qtensor.h"
 
 static const ftq_option_def model_option_defs[] = {
     {"torch_dtype", "model", FTQ_OPTION_STRING, "auto", 0, 0, "auto|float32|float16|bfloat16", 0,
@@ -136,10 +137,9 @@ ftq_status ftq_model_store_linear(struct ftq_model *m, int64_t layer, ftq_proj p
     return ftq_error(FTQ_ERR_INTERNAL, "store_linear: %s is not a weight of this model", what);
   ftq_qtensor *q = &m->layers[layer].proj[proj];
   ftq_qtensor_release(q);
-  /* Quantization at load goes here: read the quantizer's options from
-   * `opts` and quantize `host` into `q` instead of storing it plainly. */
-  (void)opts;
-  return ftq_qtensor_init_plain(m->ctx, dtype, rows, cols, host, what, q);
+  /* quantized as the options say (load_in_4bit / load_in_8bit, ...);
+   * a plain copy otherwise */
+  return ftq_qtensor_quantize_host(m->ctx, opts, host, dtype, rows, cols, what, q);
 }
 
 ftq_status ftq_model_store_tensor(struct ftq_model *m, ftq_tensor *dst, const char *name, const void *host,

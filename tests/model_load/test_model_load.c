@@ -380,6 +380,55 @@ static void test_random(ftq_context *ctx) {
   CHECK_STATUS(ftq_model_init_random(ctx, NULL, 1, NULL, &a), FTQ_ERR_INVALID_ARGUMENT);
 }
 
+/* Quantization at load: every linear weight goes through the quantizer with
+ * the load options, and equals quantizing the plainly loaded weight. */
+static void test_quantized_load(ftq_context *ctx) {
+  ftq_model *plain, *q;
+  ftq_options *o;
+  REQUIRE_OK(ftq_model_load(ctx, REF "tiny_llama", NULL, &plain));
+  REQUIRE_OK(ftq_options_create(&o));
+  REQUIRE_OK(ftq_options_load_json(o, "{\"load_in_4bit\": true, \"bnb_4bit_quant_type\": \"nf4\", "
+                                      "\"bnb_4bit_use_double_quant\": true}"));
+  REQUIRE_OK(ftq_model_load(ctx, REF "tiny_llama", o, &q));
+  int all_nf4 = 1;
+  for (int64_t l = 0; l < q->cfg.num_hidden_layers; l++)
+    for (int p = 0; p < FTQ_PROJ_COUNT; p++)
+      all_nf4 &= q->layers[l].proj[p].scheme == FTQ_QSCHEME_NF4 && q->layers[l].proj[p].nested &&
+                 q->layers[l].proj[p].blocksize == 64;
+  CHECK(all_nf4);
+  /* embeddings and norms stay as stored */
+  CHECK(q->tok_embeddings.dtype == plain->tok_embeddings.dtype);
+  size_t wq, wp;
+  CHECK_OK(ftq_context_memory(ctx, FTQ_MEM_WEIGHTS, &wq, NULL));
+  ftq_model_destroy(q);
+  CHECK_OK(ftq_context_memory(ctx, FTQ_MEM_WEIGHTS, &wp, NULL));
+  CHECK(wp < wq); /* destroying q released its buffers; plain alone is left */
+  REQUIRE_OK(ftq_model_load(ctx, REF "tiny_llama", o, &q));
+  for (int p = 0; p < FTQ_PROJ_COUNT; p += 3) {
+    const ftq_qtensor *pw = &plain->layers[1].proj[p];
+    size_t n = (size_t)ftq_qtensor_numel(pw);
+    float *src = to_f32(&pw->plain);
+    ftq_qtensor direct;
+    REQUIRE_OK(ftq_qtensor_quantize_host(ctx, o, src, FTQ_DTYPE_F32, pw->shape[0], pw->shape[1], "direct", &direct));
+    float *a = malloc(4 * n), *b = malloc(4 * n);
+    REQUIRE_OK(ftq_qtensor_dequantize(&q->layers[1].proj[p], FTQ_DTYPE_F32, a));
+    REQUIRE_OK(ftq_qtensor_dequantize(&direct, FTQ_DTYPE_F32, b));
+    CHECK_MSG(memcmp(a, b, 4 * n) == 0, "%s: loaded NF4 weight differs from quantizing the loaded plain weight",
+              ftq_proj_name((ftq_proj)p));
+    ftq_qtensor_release(&direct);
+    free(a), free(b), free(src);
+  }
+  ftq_model_destroy(q);
+  /* 8-bit */
+  REQUIRE_OK(ftq_options_load_json(o, "{\"load_in_4bit\": false, \"load_in_8bit\": true}"));
+  REQUIRE_OK(ftq_model_load(ctx, REF "gguf/tiny_llama.gguf", o, &q));
+  CHECK(q->layers[0].proj[FTQ_PROJ_DOWN].scheme == FTQ_QSCHEME_INT8_SYM ||
+        q->layers[0].proj[FTQ_PROJ_DOWN].scheme == FTQ_QSCHEME_INT8_ASYM);
+  ftq_model_destroy(q);
+  ftq_model_destroy(plain);
+  ftq_options_destroy(o);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/ftq_model_XXXXXX");
   if (!mkdtemp(tmpdir)) return 1;
@@ -390,6 +439,7 @@ int main(void) {
   test_gguf(ctx);
   test_errors(ctx);
   test_random(ctx);
+  test_quantized_load(ctx);
   ftq_context_destroy(ctx);
   test_rm_rf(tmpdir);
   return test_finish("test_model_load");
