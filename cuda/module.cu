@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common.cuh"
+#include "quant.cuh"
 #include "libftq/ftq_version.h"
 
 const ftq_host_api *g_ftq_host;
@@ -217,6 +218,12 @@ static ftq_backend make_table() {
   t.reduce = ftq_cuda_reduce;
   t.gemm = ftq_cuda_gemm;
   t.adamw = ftq_cuda_adamw;
+  t.quantize_4bit = ftq_cuda_quantize_4bit;
+  t.quantize_8bit = ftq_cuda_quantize_8bit;
+  t.dequantize_4bit = ftq_cuda_dequantize_4bit;
+  t.quantize_int8 = ftq_cuda_quantize_int8;
+  t.dequantize_int8 = ftq_cuda_dequantize_int8;
+  t.mask_select = ftq_cuda_mask_select;
   return t;
 }
 

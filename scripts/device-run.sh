@@ -4,13 +4,13 @@
 # Output: a short table last; full logs and JSON under $OUT.
 #
 # usage (on the device, from the repo root): scripts/device-run.sh [steps...]
-#   steps: build test sanitize bench  (default: all)
+#   steps: build test sanitize bench bench-quant  (default: all)
 # Needs .deps/*.deb (jansson, zlib headers: the device has no package
 # registry) carried with the call; see scripts/fetch-device-deps.sh.
 set -uo pipefail
 OUT=${OUT:-/tmp/ftq-out}
 mkdir -p "$OUT"
-steps=${*:-build test sanitize bench}
+steps=${*:-build test sanitize bench bench-quant}
 has() { [[ " $steps " == *" $1 "* ]]; }
 deps=/tmp/ftq-deps
 mkdir -p $deps
@@ -53,7 +53,7 @@ if has sanitize; then
   for t in build-dev/tests/test_backend_cuda $(ls build-dev/tests/test_*_cuda 2>/dev/null | grep -v backend_cuda); do
     for tool in memcheck racecheck; do
       log=/tmp/sanitize-$tool-$(basename "$t").log
-      compute-sanitizer --tool $tool --report-api-errors no --error-exitcode 9 "$t" > "$log" 2>&1
+      FTQ_TEST_QUICK=1 compute-sanitizer --tool $tool --report-api-errors no --error-exitcode 9 "$t" > "$log" 2>&1
       rc=$?
       note "compute-sanitizer $tool $(basename "$t"): rc=$rc $(grep -E 'ERROR SUMMARY' "$log" | tail -1)"
       { echo "##### $tool $t (rc=$rc)"; cat "$log"; } >> "$OUT/sanitize.log"
@@ -75,6 +75,37 @@ print(f"{'dtype':5} {'m':>5} {'n':>6} {'k':>6} {'libftq TF/s':>12} {'torch TF/s'
 for r in ours:
     p = peer.get((r["dtype"], r["m"], r["n"], r["k"]))
     print(f"{r['dtype']:5} {r['m']:5} {r['n']:6} {r['k']:6} {r['tflops']:12.1f} {p['tflops'] if p else float('nan'):11.1f}")
+PY
+fi
+
+if has bench-quant; then
+  # bitsandbytes is not installed on the device: carry its package as .bnb/bitsandbytes
+  [ -d .bnb ] && export PYTHONPATH=$PWD/.bnb:${PYTHONPATH:-}
+  build-dev/bin/bench_quant cuda:0 > "$OUT/bench_quant.jsonl" 2>> "$OUT/bench.err"
+  note "bench_quant rc=$?"
+  python3 bench/peer/quant_bnb.py > "$OUT/peer_quant_bnb.jsonl" 2>> "$OUT/bench.err"
+  note "peer quant (bitsandbytes) rc=$?"
+  python3 - "$OUT/bench_quant.jsonl" "$OUT/peer_quant_bnb.jsonl" <<'PY'
+import json, sys
+ours = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+peer = [json.loads(l) for l in open(sys.argv[2]) if l.startswith("{")]
+def find(rows, r):
+    for p in rows:
+        if p["bench"] == r["bench"] and p.get("rows") == r.get("rows") and p.get("cols") == r.get("cols") \
+                and p.get("double_quant") == r.get("double_quant"):
+            return p
+for r in ours:
+    p = find(peer, r) or {}
+    if r["bench"] == "copy":
+        print(f"copy 1 GiB: libftq {r['gbps']:.0f} GB/s, torch {p.get('gbps', float('nan')):.0f} GB/s")
+    elif r["bench"] == "dequant":
+        print(f"dequant nf4 {r['rows']:5}x{r['cols']:5} dq={int(r['double_quant'])} [{r.get('variant', '')}]: "
+              f"libftq {r['median_ms']*1e3:7.1f} us "
+              f"{r['gbps']:6.0f} GB/s {r['pct_of_copy']:5.1f}% | bnb {p.get('median_ms', float('nan'))*1e3:7.1f} us "
+              f"{p.get('gbps', float('nan')):6.0f} GB/s {p.get('pct_of_copy', float('nan')):5.1f}%")
+    else:
+        print(f"quantize 7B bf16->nf4+dq ({r['tensors']} tensors): libftq {r['best_s']:.4f} s wall | "
+              f"bnb {p.get('best_s', float('nan')):.4f} s GPU events, {p.get('best_wall_s', float('nan')):.4f} s wall")
 PY
 fi
 

@@ -91,6 +91,48 @@ typedef struct ftq_adamw_args {
   float bc2_sqrt;    /* TORCH only */
   float decay_factor;/* 1 - lr * weight_decay (1 when no decay) */
 } ftq_adamw_args;
+/* Blockwise 4-bit data laid out as bitsandbytes does (qlora-spec §1-§2):
+ * the tensor flattened row-major, block b = elements [b*bs, (b+1)*bs), two
+ * codes per byte with the even element in the high nibble. The arithmetic
+ * is that of bitsandbytes' CUDA kernels, which are built with fast math:
+ * flush-to-zero, and the per-block reciprocal of PTX rcp.approx.ftz.f32
+ * (docs/quantization.md). All pointers are device pointers. */
+typedef struct ftq_q4_desc {
+  int scheme;          /* FTQ_QSCHEME_NF4 or FTQ_QSCHEME_FP4 (quant/qtensor.h) */
+  int64_t n;           /* elements */
+  int64_t blocksize;   /* 32..4096, a power of two */
+  uint8_t *packed;     /* [(n + 1) / 2] */
+  float *absmax;       /* [n_blocks] fp32 (quantize writes it; dequantize reads it unless nested) */
+  /* double quantization: the absmax stored as 8-bit codes of (absmax - offset) */
+  int nested;
+  uint8_t *qabsmax;    /* [n_blocks] */
+  float *absmax2;      /* [ceil(n_blocks / blocksize2)] */
+  float *code2;        /* [256] the signed dynamic map, ascending */
+  int64_t blocksize2;  /* 256 in bitsandbytes */
+  float offset;        /* mean of the fp32 absmax, added back after decoding */
+} ftq_q4_desc;
+
+/* How quantize_8bit centres its input before quantizing. */
+typedef enum ftq_center_mode {
+  FTQ_CENTER_NONE = 0,  /* quantize x as it is */
+  FTQ_CENTER_MEAN = 1,  /* subtract the mean of x, written to *offset */
+  FTQ_CENTER_GIVEN = 2  /* subtract *offset */
+} ftq_center_mode;
+
+/* INT8 (qlora-spec §3.3): the tensor seen as rows x cols, one scale (and
+ * zero point) per group of `group` consecutive elements of a row; the last
+ * group of a row may be shorter. Per tensor: rows 1, group n; per output
+ * channel: group = cols. */
+typedef struct ftq_int8_desc {
+  int asymmetric;        /* 0: int8 in [-127, 127], 1: uint8 with a zero point */
+  int64_t rows, cols;
+  int64_t group;
+  void *q;               /* int8 or uint8 [rows * cols] */
+  float *scales;         /* [rows * ceil(cols / group)] */
+  int32_t *zero_points;  /* same count; asymmetric only */
+  int params_given;      /* quantize with the scales / zero points as they are (calibrated) */
+  uint8_t *mask;         /* optional [rows * cols]: 1 where x was not clipped */
+} ftq_int8_desc;
 struct ftq_qtensor; /* quant/qtensor.h: a (possibly) quantized weight */
 
 /* ---- model operations -------------------------------------------------
@@ -259,6 +301,30 @@ typedef struct ftq_backend {
 
   /* ---- optimizer (src/optim) ---- */
   ftq_status (*adamw)(void *be, const ftq_adamw_args *args);
+  /* ---- quantization (src/quant/quant_cpu.c, cuda/quant.cu) ---- */
+  /* Codes of x (n elements of f32/f16/bf16) into d->packed, and the fp32
+   * absmax into d->absmax. With d->nested the absmax is double-quantized
+   * instead (d->absmax unused): d->code2 (device) is filled from the host
+   * table code2_host, the codes go to d->qabsmax / d->absmax2, and *offset
+   * (host) receives the mean that was subtracted (ftq_quant_mean's order). */
+  ftq_status (*quantize_4bit)(void *be, const ftq_q4_desc *d, const void *x, ftq_dtype x_type, const float *code2_host,
+                              float *offset);
+  /* Blockwise 8-bit with a sorted 256-entry code (bitsandbytes'
+   * quantize_blockwise) of x (f32, n elements) centred as `center` says;
+   * *offset is a host float. */
+  ftq_status (*quantize_8bit)(void *be, const float *x, size_t n, int64_t blocksize, const float *code,
+                              ftq_center_mode center, float *offset, uint8_t *q, float *absmax);
+  /* out (f32/f16/bf16, n elements) = LUT[code] * absmax of each block,
+   * decoding the absmax first when d->nested. */
+  ftq_status (*dequantize_4bit)(void *be, const ftq_q4_desc *d, void *out, ftq_dtype out_type);
+  /* INT8 codes of x; computes the scales / zero points per group unless
+   * d->params_given. *clipped (host) receives the count of values that fell
+   * outside the code range. */
+  ftq_status (*quantize_int8)(void *be, const ftq_int8_desc *d, const void *x, ftq_dtype x_type, int64_t *clipped);
+  ftq_status (*dequantize_int8)(void *be, const ftq_int8_desc *d, void *out, ftq_dtype out_type);
+  /* out[i] = mask[i] ? x[i] : 0 (the straight-through gradient of a
+   * fake-quantized value); x and out of `type`, mask NULL keeps every x. */
+  ftq_status (*mask_select)(void *be, size_t n, const uint8_t *mask, const void *x, ftq_dtype type, void *out);
   /* ---- model operations (see the argument structs above) ---- */
   /* out[i, :] = f32(table[ids[i], :]); ids outside [0, vocab) are an error. */
   ftq_status (*embedding)(void *be, const int32_t *ids, int64_t n, const void *table, ftq_dtype table_type,

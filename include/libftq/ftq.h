@@ -20,6 +20,10 @@
 #include "ftq_status.h"
 #include "ftq_options.h"
 #include "ftq_context.h"
+#include "ftq_model.h"
+#include "ftq_quantizer.h"
+#include "ftq_tokenizer.h"
+#include "ftq_dataset.h"
 #include "ftq_lora.h"
 #include "ftq_generate.h"
 

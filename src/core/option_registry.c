@@ -4,14 +4,22 @@
 #include "core/options.h"
 
 extern const ftq_option_table ftq_context_options;
+extern const ftq_option_table ftq_model_options;
 extern const ftq_option_table ftq_optim_options;
+extern const ftq_option_table ftq_quant_options;
+extern const ftq_option_table ftq_tokenizer_options;
+extern const ftq_option_table ftq_data_options;
 extern const ftq_option_table ftq_lora_options;
 extern const ftq_option_table ftq_generate_options;
 extern const ftq_option_table ftq_graph_options;
 
 const ftq_option_table *const ftq_option_tables[] = {
     &ftq_context_options,
+    &ftq_model_options,
     &ftq_optim_options,
+    &ftq_quant_options,
+    &ftq_tokenizer_options,
+    &ftq_data_options,
     &ftq_lora_options,
     &ftq_generate_options,
     &ftq_graph_options,

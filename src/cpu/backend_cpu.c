@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "cpu/cpu.h"
+#include "quant/quant_cpu.h"
 
 #ifdef FTQ_HAVE_BLAS
 #define CPU_GEMM_NAME FTQ_BLAS_NAME
@@ -180,6 +181,12 @@ static const ftq_backend cpu_backend = {
     .reduce = cpu_reduce,
     .gemm = ftq_cpu_gemm,
     .adamw = ftq_cpu_adamw,
+    .quantize_4bit = ftq_cpu_quantize_4bit,
+    .quantize_8bit = ftq_cpu_quantize_8bit,
+    .dequantize_4bit = ftq_cpu_dequantize_4bit,
+    .quantize_int8 = ftq_cpu_quantize_int8,
+    .dequantize_int8 = ftq_cpu_dequantize_int8,
+    .mask_select = ftq_cpu_mask_select,
     .embedding = ftq_cpu_embedding,
     .rmsnorm = ftq_cpu_rmsnorm,
     .rmsnorm_backward = ftq_cpu_rmsnorm_backward,

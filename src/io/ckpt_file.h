@@ -3,11 +3,13 @@
  * a crash never leaves a half-written checkpoint under the final name, and
  * read back with every offset, size and checksum verified.
  *
- * Layout (little-endian):
- *   header   : "FTQCKPT1" | u32 version | u32 n_sections | u64 directory offset | u32 header crc32 | u32 0
+ * Layout (little-endian; written front to back, never seeking, so the
+ * shared atomic writer of io/file.h serves):
+ *   "FTQCKPT1"
  *   sections : raw bytes, each aligned to 64 bytes
  *   directory: n_sections x { name[56] NUL-padded | u64 offset | u64 size | u32 crc32 | u32 0 }
- *              then u32 crc32 of the directory entries */
+ *   trailer  : "FTQCKEND" | u32 version | u32 n_sections | u64 directory offset | u32 crc32 of
+ *              directory + trailer up to here | u32 0 */
 #ifndef FTQ_IO_CKPT_FILE_H
 #define FTQ_IO_CKPT_FILE_H
 

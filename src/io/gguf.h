@@ -33,11 +33,18 @@ typedef struct ftq_gguf ftq_gguf;
  * info, alignment, data offsets within the file). Errors name the file and
  * what is wrong (FTQ_ERR_IO / FTQ_ERR_FORMAT / FTQ_ERR_UNSUPPORTED). */
 ftq_status ftq_gguf_open(const char *path, ftq_gguf **out);
+/* The same over a file image in memory (not copied: it must outlive the
+ * reader); `what` names it in messages. The fuzz target calls this. */
+ftq_status ftq_gguf_open_memory(const void *data, size_t size, const char *what, ftq_gguf **out);
 void ftq_gguf_close(ftq_gguf *g);
 const char *ftq_gguf_path(const ftq_gguf *g);
 uint32_t ftq_gguf_version(const ftq_gguf *g);
+uint64_t ftq_gguf_alignment(const ftq_gguf *g); /* general.alignment, default 32 */
 
 /* ---- metadata ---- */
+/* Keys in file order: key i (not NUL-terminated: pointer + length). */
+uint64_t ftq_gguf_key_count(const ftq_gguf *g);
+ftq_status ftq_gguf_key_at(const ftq_gguf *g, uint64_t i, const char **key, size_t *len);
 /* Type of key `key`; FTQ_ERR_NOT_FOUND if absent. For arrays also the
  * element type and count (may be NULL). */
 ftq_status ftq_gguf_key_type(const ftq_gguf *g, const char *key, ftq_gguf_type *type, ftq_gguf_type *elem_type,
@@ -50,7 +57,9 @@ ftq_status ftq_gguf_get_bool(const ftq_gguf *g, const char *key, int *out);
 /* Strings are not NUL-terminated in the file: pointer + length into the map. */
 ftq_status ftq_gguf_get_string(const ftq_gguf *g, const char *key, const char **s, size_t *len);
 /* A numeric array: pointer to `count` little-endian elements of elem_type
- * inside the map (unaligned access must be allowed for: copy out with memcpy). */
+ * inside the map (unaligned access must be allowed for: copy out with memcpy).
+ * For an array of strings it gives the element type and count (read the
+ * elements with ftq_gguf_get_array_string). */
 ftq_status ftq_gguf_get_array(const ftq_gguf *g, const char *key, ftq_gguf_type *elem_type, uint64_t *count,
                               const void **data);
 /* Element i of a string array. */
@@ -63,5 +72,8 @@ uint64_t ftq_gguf_tensor_count(const ftq_gguf *g);
 ftq_status ftq_gguf_tensor_info(const ftq_gguf *g, uint64_t i, const char **name, uint32_t *ggml_type,
                                 uint32_t *n_dims, uint64_t ne[4], const void **data, size_t *bytes);
 ftq_status ftq_gguf_find_tensor(const ftq_gguf *g, const char *name, uint64_t *index);
+/* Drops tensor i's pages from this process's resident set after use (they
+ * stay in the page cache). */
+void ftq_gguf_release_tensor(const ftq_gguf *g, uint64_t i);
 
 #endif /* FTQ_IO_GGUF_H */

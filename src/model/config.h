@@ -43,6 +43,9 @@ typedef struct ftq_model_config {
   int n_eos_token_ids;
   int64_t pad_token_id;               /* -1 when absent */
   ftq_dtype torch_dtype;              /* stored precision of the checkpoint */
+  double initializer_range;           /* std of the normal init (transformers' _init_weights) */
+  int64_t sliding_window;             /* Mistral: attention window in tokens; 0 = none. The graph
+                                         must refuse sequences longer than a non-zero window. */
 } ftq_model_config;
 
 #ifdef __cplusplus

@@ -105,7 +105,7 @@ int main(void) {
   struct stat sb;
   stat(path, &sb);
   long size = (long)sb.st_size;
-  long probes[] = {0, 9, 13, 17, 25, 64, 70, 200, 5000, 900000, size - 200, size - 130, size - 2};
+  long probes[] = {0, 5, 64, 70, 200, 5000, 900000, size - 200, size - 130, size - 30, size - 21, size - 9};
   for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
     ftq_status st = open_damaged(path, probes[i], -1);
     CHECK_MSG(st == FTQ_ERR_FORMAT || st == FTQ_ERR_UNSUPPORTED, "damage at byte %ld of %ld went unnoticed (%d)",
