@@ -44,6 +44,16 @@ static void compare_key(const char *file, const char *what, const float *got, co
 }
 #define compare(file, what, got, ref, n, tol) compare_key(file, what, got, ref, n, tol, NULL)
 
+/* A copy of tensor i's gradient (malloc'ed) and its element count. */
+static float *grad_copy(ftq_lora *lora, size_t i, size_t *n) {
+  int64_t shape[2];
+  REQUIRE_OK(ftq_lora_tensor_info(lora, i, NULL, 0, shape));
+  *n = (size_t)(shape[0] * shape[1]);
+  float *g = malloc(sizeof(float) * *n);
+  REQUIRE_OK(ftq_lora_get_grad(lora, i, g, *n));
+  return g;
+}
+
 static int run_file(ftq_context *ctx, const char *path, int nf4) {
   ref_file r;
   if (!ref_open(&r, path)) {
@@ -138,11 +148,8 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
   CHECK_MSG(res2.loss == res.loss, "%s: checkpointed loss %.9g != %.9g", file, res2.loss, res.loss);
   CHECK_MSG(memcmp(demb, demb2, sizeof(float) * T * H) == 0, "%s: checkpointed d_embeddings differ", file);
   for (size_t i = 0; i < nt; i++) {
-    int64_t shape[2];
-    ftq_lora_tensor_info(lora, i, NULL, 0, shape);
-    size_t n = (size_t)(shape[0] * shape[1]);
-    float *g2 = malloc(sizeof(float) * n);
-    CHECK_OK(ftq_lora_get_grad(lora, i, g2, n));
+    size_t n;
+    float *g2 = grad_copy(lora, i, &n);
     CHECK_MSG(memcmp(g1[i], g2, sizeof(float) * n) == 0, "%s: checkpointed gradient of tensor %zu differs", file, i);
     free(g2);
   }
@@ -156,11 +163,8 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
             res.loss);
   double worst_chunk = test_rel_error_f32(demb2, demb, T * H);
   for (size_t i = 0; i < nt; i++) {
-    int64_t shape[2];
-    ftq_lora_tensor_info(lora, i, NULL, 0, shape);
-    size_t n = (size_t)(shape[0] * shape[1]);
-    float *g2 = malloc(sizeof(float) * n);
-    CHECK_OK(ftq_lora_get_grad(lora, i, g2, n));
+    size_t n;
+    float *g2 = grad_copy(lora, i, &n);
     double e = test_rel_error_f32(g2, g1[i], n);
     if (e > worst_chunk) worst_chunk = e;
     free(g2);
