@@ -75,9 +75,8 @@ static inline ftq_status ref_model_load(ftq_context *ctx, const ref_file *r, int
   struct ftq_model *m;
   ftq_status st = ftq_model_new(ctx, &cfg, &m);
   if (st != FTQ_OK) return st;
-  const char *key;
-  json_t *val;
-  json_object_foreach(r->header, key, val) {
+  for (size_t ti = 0; ti < ref_count(r); ti++) {
+    const char *key = ref_name(r, ti);
     ref_tensor t;
     if (strncmp(key, "w.", 2) == 0) { /* weights by HF name */
       ref_get(r, key, &t);

@@ -77,9 +77,8 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
     }
     /* every NF4 weight dequantizes bit for bit as the bitsandbytes emulation did */
     int exact = 0, total = 0;
-    const char *key;
-    json_t *val;
-    json_object_foreach(r.header, key, val) {
+    for (size_t ti = 0; ti < ref_count(&r); ti++) {
+      const char *key = ref_name(&r, ti);
       size_t kl = strlen(key);
       if (strncmp(key, "nf4.", 4) != 0 || kl < 12 || strcmp(key + kl - 12, ".dequantized") != 0) continue;
       long long layer;

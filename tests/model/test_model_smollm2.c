@@ -3,12 +3,13 @@
  * gen_ref_smollm2.py): top-10 ids and logits at every position of fixed
  * prompts, and greedy generation of a chat prompt token for token.
  *
- * The model comes from libftq's GGUF loader (ftq_model_load, issue 3) with
- * the file at $FTQ_SMOLLM2_GGUF or ${FTQ_CACHE:-~/.cache/libftq}/
+ * The model comes from libftq's GGUF loader (ftq_model_load) with the file
+ * at $FTQ_SMOLLM2_GGUF or ${FTQ_CACHE:-~/.cache/libftq}/
  * SmolLM2-135M-Instruct.Q4_1.gguf (scripts/get-model.sh fetches it); or, to
- * check the graph without the loader, from transformers' f32 weights dumped
- * by `gen_ref_smollm2.py --dump-weights F` with FTQ_SMOLLM2_SAFETENSORS=F.
- * Skips (77) when neither is available. */
+ * check the graph apart from the loader, from transformers' f32 weights
+ * dumped by `gen_ref_smollm2.py --dump-weights F` with
+ * FTQ_SMOLLM2_SAFETENSORS=F. Skips (77) when the file is missing, fails then
+ * with FTQ_REQUIRE_MODEL set (as CI does after fetching it). */
 #include "libftq/ftq_generate.h"
 #include "ref_file.h"
 #include "model/graph.h"
@@ -16,19 +17,8 @@
 #include "model/model_build.h"
 #include "cpu_context.h"
 
-#if defined(__has_include)
-#if __has_include("libftq/ftq_model.h")
 #include "libftq/ftq_model.h"
-#define HAVE_LOADER 1
-#endif
-#endif
-
-#define SKIP(...)                                   \
-  do {                                              \
-    printf("test_model_smollm2: SKIP: " __VA_ARGS__); \
-    printf("\n");                                   \
-    return TEST_SKIP_CODE;                          \
-  } while (0)
+#include "model_load/model_test_util.h"
 
 static double cfg_num(json_t *c, const char *k) { return json_number_value(json_object_get(c, k)); }
 
@@ -60,10 +50,8 @@ static struct ftq_model *from_dump(ftq_context *ctx, const char *path) {
   ftq_model_config_finish(&cfg);
   struct ftq_model *m;
   REQUIRE_OK(ftq_model_new(ctx, &cfg, &m));
-  const char *key;
-  json_t *val;
-  json_object_foreach(r.header, key, val) {
-    if (strcmp(key, "__metadata__") == 0) continue;
+  for (size_t ti = 0; ti < ref_count(&r); ti++) {
+    const char *key = ref_name(&r, ti);
     ref_tensor t;
     ref_get(&r, key, &t);
     REQUIRE_OK(ftq_model_set_hf_tensor(m, key, FTQ_DTYPE_F32, t.ndim, t.shape, t.data));
@@ -115,28 +103,15 @@ int main(void) {
     if (!m) return 1;
     printf("model: transformers' weights from %s\n", dump);
   } else {
-#ifdef HAVE_LOADER
-    char path[4096];
-    const char *env = getenv("FTQ_SMOLLM2_GGUF"), *cache = getenv("FTQ_CACHE"), *home = getenv("HOME");
-    if (env && *env) snprintf(path, sizeof path, "%s", env);
-    else if (cache && *cache) snprintf(path, sizeof path, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
-    else snprintf(path, sizeof path, "%s/.cache/libftq/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : ".");
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    const char *path = test_smollm2_path();
+    if (!path) {
       ref_close(&ref);
       ftq_context_destroy(ctx);
       ftq_options_destroy(o);
-      SKIP("%s not found (scripts/get-model.sh fetches it)", path);
+      return test_model_missing("test_model_smollm2", SMOLLM2_FILE);
     }
-    fclose(f);
     REQUIRE_OK(ftq_model_load(ctx, path, NULL, &m));
     printf("model: %s through ftq_model_load\n", path);
-#else
-    ref_close(&ref);
-    ftq_context_destroy(ctx);
-    ftq_options_destroy(o);
-    SKIP("libftq has no GGUF loader yet (ftq_model.h, issue 3) and FTQ_SMOLLM2_SAFETENSORS is not set");
-#endif
   }
 
   /* the weights as transformers dequantized them: tells a loader difference from a graph one */
