@@ -118,7 +118,7 @@ int main(int argc, char **argv) {
   const int64_t T = rows * seq;
   int32_t *ids = malloc(sizeof(int32_t) * (size_t)T);
   for (int64_t i = 0; i < T; i++) ids[i] = (int32_t)(ftq_rng_u32(7, 0, (uint64_t)i) % 49152u);
-  ftq_batch b = {rows, seq, ids, ids, NULL, NULL, NULL};
+  ftq_graph_batch b = {rows, seq, ids, ids, NULL, NULL, NULL};
 
   struct {
     const char *targets;

@@ -334,7 +334,7 @@ static ftq_status upload_i32(graph *g, int32_t *dst, const int32_t *src) {
 
 /* Positions, padding, sequence ids and shifted targets on the host, then
  * uploaded. Returns the number of counted targets. */
-static ftq_status upload_batch(graph *g, const ftq_batch *b, int64_t *counted) {
+static ftq_status upload_batch(graph *g, const ftq_graph_batch *b, int64_t *counted) {
   const int64_t T = g->T, S = g->S;
   int32_t *h = ftq_malloc((size_t)T * sizeof(int32_t), "batch staging");
   if (!h) return FTQ_ERR_OUT_OF_MEMORY;
@@ -583,7 +583,7 @@ static ftq_status lm_head(graph *g, const float *h, int64_t n, float grad_scale,
   return g->be->lm_head(g->bectx, &a);
 }
 
-static ftq_status check_batch(const struct ftq_model *m, const ftq_batch *b, int need_labels) {
+static ftq_status check_batch(const struct ftq_model *m, const ftq_graph_batch *b, int need_labels) {
   FTQ_CHECK_ARG(m && b && b->input_ids, "graph: model, batch and input_ids must not be NULL");
   FTQ_CHECK_ARG(b->n_rows > 0 && b->seq_len > 0, "batch: %lld rows of %lld tokens", (long long)b->n_rows,
                 (long long)b->seq_len);
@@ -606,7 +606,7 @@ static ftq_status finish_loss(ftq_graph_result *res, double loss_sum, int64_t co
 /* ---------------------------------------------------------------------- */
 /* entry points                                                             */
 
-static ftq_status run_forward_backward(graph *g, const ftq_batch *b, const ftq_graph_settings *s,
+static ftq_status run_forward_backward(graph *g, const ftq_graph_batch *b, const ftq_graph_settings *s,
                                        ftq_graph_result *res, float *token_loss, float *d_embeddings) {
   const int64_t L = g->c->num_hidden_layers;
   int64_t counted;
@@ -643,7 +643,7 @@ static ftq_status run_forward_backward(graph *g, const ftq_batch *b, const ftq_g
   return finish_loss(res, loss_sum, count, norm);
 }
 
-ftq_status ftq_graph_forward_backward(struct ftq_model *m, const ftq_batch *b, const ftq_graph_settings *s,
+ftq_status ftq_graph_forward_backward(struct ftq_model *m, const ftq_graph_batch *b, const ftq_graph_settings *s,
                                       ftq_graph_result *res, float *token_loss, float *d_embeddings) {
   FTQ_TRY(check_batch(m, b, 1));
   graph g;
@@ -656,7 +656,7 @@ ftq_status ftq_graph_forward_backward(struct ftq_model *m, const ftq_batch *b, c
                                                (long long)b->seq_len);
 }
 
-static ftq_status run_forward(graph *g, const ftq_batch *b, const ftq_graph_settings *s, ftq_graph_result *res,
+static ftq_status run_forward(graph *g, const ftq_graph_batch *b, const ftq_graph_settings *s, ftq_graph_result *res,
                               float *token_loss, float *logits) {
   int64_t counted;
   FTQ_TRY(upload_batch(g, b, &counted));
@@ -675,7 +675,7 @@ static ftq_status run_forward(graph *g, const ftq_batch *b, const ftq_graph_sett
   return b->labels ? finish_loss(res, loss_sum, count, norm) : FTQ_OK;
 }
 
-ftq_status ftq_graph_forward(struct ftq_model *m, const ftq_batch *b, const ftq_graph_settings *s,
+ftq_status ftq_graph_forward(struct ftq_model *m, const ftq_graph_batch *b, const ftq_graph_settings *s,
                              ftq_graph_result *res, float *token_loss, float *logits) {
   FTQ_TRY(check_batch(m, b, 0));
   FTQ_CHECK_ARG(logits || b->labels, "ftq_graph_forward: ask for logits or give labels");

@@ -26,14 +26,14 @@ extern "C" {
 /* A batch as the graph takes it: host arrays of n_rows x seq_len, row-major.
  * Labels follow Hugging Face (not shifted: position t is predicted from
  * positions < t; -100 is ignored); the graph shifts them. */
-typedef struct ftq_batch {
+typedef struct ftq_graph_batch {
   int64_t n_rows, seq_len;
   const int32_t *input_ids;      /* required */
   const int32_t *labels;         /* NULL: no loss */
   const int32_t *attention_mask; /* 1 = token, 0 = padding; NULL: all tokens */
   const int32_t *position_ids;   /* NULL: 0, 1, ... per row, restarting at each new seq_id */
   const int32_t *seq_ids;        /* packed sequences: tokens attend only within their id; NULL: one per row */
-} ftq_batch;
+} ftq_graph_batch;
 
 typedef struct ftq_graph_settings {
   int training;               /* LoRA dropout active */
@@ -60,12 +60,12 @@ typedef struct ftq_graph_result {
  * optional host outputs: token_loss [rows*seq] (loss of the target predicted
  * at each position, 0 where none), d_embeddings [rows*seq*hidden] (gradient
  * of the loss w.r.t. the token embeddings). Works without an adapter too. */
-ftq_status ftq_graph_forward_backward(struct ftq_model *m, const ftq_batch *batch, const ftq_graph_settings *s,
+ftq_status ftq_graph_forward_backward(struct ftq_model *m, const ftq_graph_batch *batch, const ftq_graph_settings *s,
                                       ftq_graph_result *res, float *token_loss, float *d_embeddings);
 
 /* Forward only: logits [rows*seq*vocab] (host, may be NULL) and, with
  * labels, the loss (res, token_loss may be NULL). */
-ftq_status ftq_graph_forward(struct ftq_model *m, const ftq_batch *batch, const ftq_graph_settings *s,
+ftq_status ftq_graph_forward(struct ftq_model *m, const ftq_graph_batch *batch, const ftq_graph_settings *s,
                              ftq_graph_result *res, float *token_loss, float *logits);
 
 /* Device bytes the forward(+backward) of a rows x seq_len batch takes:

@@ -158,7 +158,7 @@ static inline ftq_status ref_lora_load(struct ftq_model *m, const ref_file *r, f
   return FTQ_OK;
 }
 
-static inline void ref_batch(const ref_file *r, ftq_batch *b) {
+static inline void ref_batch(const ref_file *r, ftq_graph_batch *b) {
   ref_tensor ids = ref_need(r, "input_ids"), mask = ref_need(r, "attention_mask"), lab = ref_need(r, "labels");
   memset(b, 0, sizeof *b);
   b->n_rows = ids.shape[0];

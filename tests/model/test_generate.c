@@ -91,7 +91,7 @@ int main(void) {
   memcpy(seq, prompt, sizeof prompt);
   float *logits = malloc(sizeof(float) * 64 * (size_t)V);
   for (size_t i = 0; i < n; i++) {
-    ftq_batch b = {1, (int64_t)(5 + i), seq, NULL, NULL, NULL, NULL};
+    ftq_graph_batch b = {1, (int64_t)(5 + i), seq, NULL, NULL, NULL, NULL};
     REQUIRE_OK(ftq_graph_forward(m, &b, NULL, NULL, NULL, logits));
     int32_t want = ftq_logits_argmax(logits + (5 + i - 1) * (size_t)V, V);
     CHECK_MSG(out[i] == want, "greedy token %zu: %d, full forward's arg-max %d", i, (int)out[i], (int)want);
@@ -144,7 +144,7 @@ int main(void) {
   CHECK(na == nb && memcmp(a, b2, na * 4) == 0);
 
   /* the first sampled token is distributed as softmax(logits / T) */
-  ftq_batch bp = {1, 5, prompt, NULL, NULL, NULL, NULL};
+  ftq_graph_batch bp = {1, 5, prompt, NULL, NULL, NULL, NULL};
   REQUIRE_OK(ftq_graph_forward(m, &bp, NULL, NULL, NULL, logits));
   const float *last = logits + 4 * (size_t)V;
   double p[64], mx = -INFINITY, z = 0;

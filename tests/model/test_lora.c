@@ -149,7 +149,7 @@ int main(void) {
 
   /* a zero-B adapter does not change the model: logits identical */
   int32_t ids[6] = {4, 8, 15, 16, 23, 42};
-  ftq_batch b = {1, 6, ids, NULL, NULL, NULL, NULL};
+  ftq_graph_batch b = {1, 6, ids, NULL, NULL, NULL, NULL};
   float *l0 = malloc(sizeof(float) * 6 * 50), *l1 = malloc(sizeof(float) * 6 * 50);
   REQUIRE_OK(ftq_graph_forward(m, &b, NULL, NULL, NULL, l0));
   REQUIRE_OK(ftq_lora_set_active(l, 1));

@@ -20,7 +20,7 @@ int main(void) {
   REQUIRE_OK(ftq_lora_set_active(lc, 1));
   REQUIRE_OK(ftq_lora_set_active(lg, 1));
   int32_t ids[8] = {1, 5, 9, 13, 17, 21, 25, 29};
-  ftq_batch b = {1, 8, ids, ids, NULL, NULL, NULL};
+  ftq_graph_batch b = {1, 8, ids, ids, NULL, NULL, NULL};
   float lcpu[8 * 100], lgpu[8 * 100];
   ftq_graph_result rc, rg;
   REQUIRE_OK(ftq_graph_forward(mc, &b, NULL, &rc, NULL, lcpu));

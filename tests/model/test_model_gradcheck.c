@@ -22,7 +22,7 @@ typedef struct ref64 {
   int64_t r;
   double scaling, dropout;
   uint64_t seed, step;
-  const ftq_batch *b;
+  const ftq_graph_batch *b;
   double num_items;
 } ref64;
 
@@ -100,7 +100,7 @@ static void rope64(double *x, int64_t heads, int64_t D, int32_t pos, const doubl
 /* The loss (sum over counted targets / num_items) with h0 the embeddings. */
 static double loss64(const ref64 *R, const double *h0) {
   const ftq_model_config *c = R->c;
-  const ftq_batch *b = R->b;
+  const ftq_graph_batch *b = R->b;
   const int64_t S = b->seq_len, T = b->n_rows * S, Hd = c->hidden_size, D = c->head_dim;
   const int64_t nh = c->num_attention_heads, kvh = c->num_key_value_heads, Q = nh * D, KV = kvh * D,
                 I = c->intermediate_size, V = c->vocab_size;
@@ -233,7 +233,7 @@ int main(void) {
   const int32_t mask[ROWS * S] = {1, 1, 1, 1, 1, 1, 1, /**/ 1, 1, 1, 1, 1, 0, 0};
   const int32_t seq[ROWS * S] = {0, 0, 0, 1, 1, 1, 1, /**/ 0, 0, 0, 0, 0, 0, 0};
   const int32_t labels[ROWS * S] = {-100, 7, 11, -100, 9, 16, 5, /**/ 8, -100, 1, 15, 6, -100, -100};
-  ftq_batch b = {ROWS, S, ids, labels, mask, NULL, seq};
+  ftq_graph_batch b = {ROWS, S, ids, labels, mask, NULL, seq};
   ftq_graph_settings s = {.training = 1, .seed = 1234, .step = 3, .num_items = 11.0};
 
   const int64_t T = ROWS * S, Hd = c.hidden_size;

@@ -65,7 +65,7 @@ int main(void) {
   REQUIRE_OK(ftq_lora_zero_grad(lora));
   double sep_sum = 0;
   for (int k = 0, off = 0; k < NSEQ; off += LEN[k], k++) {
-    ftq_batch b = {1, LEN[k], TOK + off, TOK + off, NULL, NULL, NULL};
+    ftq_graph_batch b = {1, LEN[k], TOK + off, TOK + off, NULL, NULL, NULL};
     ftq_graph_result r;
     REQUIRE_OK(ftq_graph_forward_backward(m, &b, &s, &r, sep_loss + off, sep_demb + (size_t)off * (size_t)H));
     sep_sum += r.loss;
@@ -79,7 +79,7 @@ int main(void) {
   float pk_loss[16], *pk_demb = calloc(16 * (size_t)H, sizeof(float));
   float **g_pk = calloc(nt_g, sizeof *g_pk);
   REQUIRE_OK(ftq_lora_zero_grad(lora));
-  ftq_batch bp = {1, 16, TOK, TOK, NULL, NULL, seq};
+  ftq_graph_batch bp = {1, 16, TOK, TOK, NULL, NULL, seq};
   ftq_graph_result rp;
   REQUIRE_OK(ftq_graph_forward_backward(m, &bp, &s, &rp, pk_loss, pk_demb));
   grads_get(lora, g_pk);
@@ -99,7 +99,7 @@ int main(void) {
   for (int k = 0, off = 0; k < NSEQ; off += LEN[k], k++)
     for (int t = 0; t < LEN[k]; t++) pos[off + t] = t;
   REQUIRE_OK(ftq_lora_zero_grad(lora));
-  ftq_batch bq = {1, 16, TOK, TOK, NULL, pos, seq};
+  ftq_graph_batch bq = {1, 16, TOK, TOK, NULL, pos, seq};
   ftq_graph_result rq;
   float pq_loss[16];
   REQUIRE_OK(ftq_graph_forward_backward(m, &bq, &s, &rq, pq_loss, NULL));
@@ -116,7 +116,7 @@ int main(void) {
   float pd_loss[24], *pd_demb = calloc(24 * (size_t)H, sizeof(float));
   float **g_pd = calloc(nt_g, sizeof *g_pd);
   REQUIRE_OK(ftq_lora_zero_grad(lora));
-  ftq_batch bd = {3, 8, ids, lab, mask, NULL, NULL};
+  ftq_graph_batch bd = {3, 8, ids, lab, mask, NULL, NULL};
   ftq_graph_result rd;
   REQUIRE_OK(ftq_graph_forward_backward(m, &bd, &s, &rd, pd_loss, pd_demb));
   grads_get(lora, g_pd);

@@ -107,7 +107,7 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
   ftq_lora *lora = NULL;
   REQUIRE_OK(ref_lora_load(m, &r, &lora));
   REQUIRE_OK(ftq_lora_set_active(lora, 1));
-  ftq_batch b;
+  ftq_graph_batch b;
   ref_batch(&r, &b);
   const size_t T = (size_t)(b.n_rows * b.seq_len), V = (size_t)c->vocab_size, H = (size_t)c->hidden_size;
   float *logits = malloc(sizeof(float) * T * V);

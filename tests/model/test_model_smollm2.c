@@ -151,7 +151,7 @@ int main(void) {
     const float *rval = ref_need(&ref, key).data;
     const int64_t n = ids.numel;
     float *logits = malloc(sizeof(float) * (size_t)(n * V));
-    ftq_batch b = {1, n, ids.data, NULL, NULL, NULL, NULL};
+    ftq_graph_batch b = {1, n, ids.data, NULL, NULL, NULL, NULL};
     REQUIRE_OK(ftq_graph_forward(m, &b, NULL, NULL, NULL, logits));
     for (int64_t t = 0; t < n; t++) {
       const float *lt = logits + t * V;
