@@ -58,7 +58,13 @@ struct ftq_cuda {
   double *reduce_result_host;  // pinned, one value
   ftq_gemm_cache *gemm_cache;
   int sm_count;
+  // the model operations' small results: [0] an int flag (first bad index),
+  // [8..) doubles (the LM head's loss sum and count); device and pinned host
+  void *op_scratch;
+  void *op_scratch_host;
 };
+
+constexpr size_t kOpScratchBytes = 64;
 
 constexpr int kReduceBlocks = 1024;
 

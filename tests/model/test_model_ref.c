@@ -5,13 +5,28 @@
  * decoding against the full forward's logits, and greedy generation against
  * transformers' generate(). Built twice: unquantized base weights, and
  * (REF_NF4) bitsandbytes NF4 base weights, which skips while
- * ftq_qtensor_dequantize cannot decode NF4. Prints the worst relative
- * error of every tensor. */
+ * ftq_qtensor_dequantize cannot decode NF4. Built twice more with REF_CUDA:
+ * the same on a CUDA context (bf16 compute) within bf16 tolerances, where
+ * greedy generation is reported but not required to match (bf16 may flip
+ * a near tie). Prints the worst relative error of every tensor. */
 #include "libftq/ftq_generate.h"
 #include "ref_model.h"
 
+#ifdef REF_CUDA
+#define TOL 2e-2 /* bf16 compute */
+#define TOL_GRAD 5e-2
+#define TOL_CHUNK_LOSS 1e-5 /* chunking changes only the order of f32 sums ... */
+#define TOL_CHUNK_GRAD 2e-2 /* ... and where exp(logit - running max) is rounded to bf16 */
+#define TOL_CHUNK_LOGITS 1e-5
+#define GEN_EXACT 0
+#else
+#define GEN_EXACT 1
 #define TOL 1e-5     /* relative Frobenius error per tensor */
 #define TOL_GRAD 2e-5
+#define TOL_CHUNK_LOSS 1e-6
+#define TOL_CHUNK_GRAD 5e-6
+#define TOL_CHUNK_LOGITS 1e-7
+#endif
 
 static double worst_seen = 0.0, worst_f32 = 0.0;
 static const ref_file *cur_ref;
@@ -44,6 +59,19 @@ static void compare_key(const char *file, const char *what, const float *got, co
 }
 #define compare(file, what, got, ref, n, tol) compare_key(file, what, got, ref, n, tol, NULL)
 
+/* Dequantizes a weight into host memory (through a device buffer when the
+ * context is not the CPU). */
+static ftq_status dequant_host(const ftq_qtensor *q, float *host) {
+  if (q->ctx->type == FTQ_DEVICE_CPU) return ftq_qtensor_dequantize(q, FTQ_DTYPE_F32, host);
+  const size_t bytes = sizeof(float) * (size_t)ftq_qtensor_numel(q);
+  ftq_buffer b;
+  FTQ_TRY(ftq_buffer_alloc(q->ctx, FTQ_MEM_OTHER, bytes, "dequantized weight", &b));
+  ftq_status st = ftq_qtensor_dequantize(q, FTQ_DTYPE_F32, b.ptr);
+  if (st == FTQ_OK) st = q->ctx->be->copy(q->ctx->be_ctx, host, b.ptr, bytes, FTQ_COPY_D2H);
+  ftq_buffer_free(q->ctx, &b);
+  return st;
+}
+
 /* A copy of tensor i's gradient (malloc'ed) and its element count. */
 static float *grad_copy(ftq_lora *lora, size_t i, size_t *n) {
   int64_t shape[2];
@@ -67,7 +95,7 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
   const ftq_model_config *c = &m->cfg;
   if (nf4) { /* NF4 decoding comes from the quantizer (issue 4) */
     float *probe = malloc(sizeof(float) * (size_t)ftq_qtensor_numel(&m->layers[0].proj[0]));
-    ftq_status st = ftq_qtensor_dequantize(&m->layers[0].proj[0], FTQ_DTYPE_F32, probe);
+    ftq_status st = dequant_host(&m->layers[0].proj[0], probe);
     free(probe);
     if (st == FTQ_ERR_UNSUPPORTED) {
       printf("test_model_ref_nf4: SKIP: %s\n", ftq_last_error());
@@ -88,7 +116,7 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
       while (p < FTQ_PROJ_COUNT && strcmp(ftq_proj_name((ftq_proj)p), proj) != 0) p++;
       ref_tensor want = ref_need(&r, key);
       float *got = malloc(sizeof(float) * (size_t)want.numel);
-      CHECK_OK(ftq_qtensor_dequantize(&m->layers[layer].proj[p], FTQ_DTYPE_F32, got));
+      CHECK_OK(dequant_host(&m->layers[layer].proj[p], got));
       int same = memcmp(got, want.data, sizeof(float) * (size_t)want.numel) == 0;
       CHECK_MSG(same, "%s: NF4 dequantization differs from the bitsandbytes emulation", key);
       exact += same;
@@ -158,8 +186,8 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
   REQUIRE_OK(ftq_lora_zero_grad(lora));
   s.vocab_chunk = 13;
   CHECK_OK(ftq_graph_forward_backward(m, &b, &s, &res2, NULL, demb2));
-  CHECK_MSG(fabs(res2.loss - res.loss) <= 1e-6 * fabs(res.loss), "%s: chunked loss %.9g != %.9g", file, res2.loss,
-            res.loss);
+  CHECK_MSG(fabs(res2.loss - res.loss) <= TOL_CHUNK_LOSS * fabs(res.loss), "%s: chunked loss %.9g != %.9g", file,
+            res2.loss, res.loss);
   double worst_chunk = test_rel_error_f32(demb2, demb, T * H);
   for (size_t i = 0; i < nt; i++) {
     size_t n;
@@ -169,10 +197,11 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
     free(g2);
   }
   printf("  %-18s %-62s %.2e\n", file, "gradients with a chunked LM head vs one chunk", worst_chunk);
-  CHECK_MSG(worst_chunk < 5e-6, "%s: chunked LM head changes gradients by %.3g", file, worst_chunk);
+  CHECK_MSG(worst_chunk < TOL_CHUNK_GRAD, "%s: chunked LM head changes gradients by %.3g", file, worst_chunk);
   float *chunk_logits = malloc(sizeof(float) * T * V);
   CHECK_OK(ftq_graph_forward(m, &b, &s, NULL, NULL, chunk_logits));
-  CHECK(memcmp(chunk_logits, logits, sizeof(float) * T * V) == 0 || test_rel_error_f32(chunk_logits, logits, T * V) < 1e-7);
+  CHECK(memcmp(chunk_logits, logits, sizeof(float) * T * V) == 0 ||
+        test_rel_error_f32(chunk_logits, logits, T * V) < TOL_CHUNK_LOGITS);
   free(chunk_logits);
   s.vocab_chunk = 0;
 
@@ -195,7 +224,7 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
   size_t n_out = 0;
   int reason = -1;
   CHECK_OK(ftq_model_generate(m, b.input_ids, 6, go, 0, NULL, 0, NULL, NULL, out, 64, &n_out, &reason));
-  CHECK_MSG(n_out == (size_t)gl.numel && memcmp(out, gl.data, n_out * 4) == 0,
+  CHECK_MSG(GEN_EXACT ? n_out == (size_t)gl.numel && memcmp(out, gl.data, n_out * 4) == 0 : n_out == (size_t)gl.numel,
             "%s: greedy generation with the adapter differs from transformers", file);
   printf("  %-16s %-64s %s\n", file, "greedy generation (adapter) = transformers", n_out == (size_t)gl.numel &&
          memcmp(out, gl.data, n_out * 4) == 0 ? "yes" : "NO");
@@ -206,7 +235,7 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
   compare_key(file, "logits (base model, adapter inactive)", logits, ref_need(&r, "logits.base").data, T * V, TOL,
               "logits.base");
   CHECK_OK(ftq_model_generate(m, b.input_ids, 6, go, 0, NULL, 0, NULL, NULL, out, 64, &n_out, &reason));
-  CHECK_MSG(n_out == (size_t)gb.numel && memcmp(out, gb.data, n_out * 4) == 0,
+  CHECK_MSG(GEN_EXACT ? n_out == (size_t)gb.numel && memcmp(out, gb.data, n_out * 4) == 0 : n_out == (size_t)gb.numel,
             "%s: greedy generation without the adapter differs from transformers", file);
   printf("  %-16s %-64s %s\n", file, "greedy generation (base) = transformers", n_out == (size_t)gb.numel &&
          memcmp(out, gb.data, n_out * 4) == 0 ? "yes" : "NO");
@@ -224,18 +253,32 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
   return 1;
 }
 
+#ifdef REF_CUDA
+#define NAME_SUFFIX "_cuda"
+#else
+#define NAME_SUFFIX ""
+#endif
+
 int main(void) {
 #ifdef REF_NF4
   const char *files[] = {"tests/ref/model/gqa_nf4.safetensors", "tests/ref/model/llama3_nf4.safetensors"};
   const int nf4 = 1;
-  const char *name = "test_model_ref_nf4";
+  const char *name = "test_model_ref_nf4" NAME_SUFFIX;
 #else
   const char *files[] = {"tests/ref/model/gqa.safetensors", "tests/ref/model/tied.safetensors",
                          "tests/ref/model/llama3.safetensors"};
   const int nf4 = 0;
-  const char *name = "test_model_ref";
+  const char *name = "test_model_ref" NAME_SUFFIX;
 #endif
+#ifdef REF_CUDA
+  int ndev = 0;
+  ftq_cuda_device_count(&ndev);
+  if (ndev == 0) return test_gpu_unavailable(name, ftq_last_error());
+  ftq_context *ctx;
+  REQUIRE_OK(ftq_context_create("cuda:0", NULL, &ctx));
+#else
   ftq_context *ctx = test_cpu_context();
+#endif
   int ran = 0;
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
     int r = run_file(ctx, files[i], nf4);
