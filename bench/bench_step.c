@@ -10,7 +10,12 @@
  *   bench_step [--device cuda:0] [--shape 7b|8b|70b|135m|tiny] [--batch 4] [--seq 512]
  *              [--r 64] [--alpha 16] [--dropout 0.1] [--targets q_proj,v_proj]
  *              [--quant nf4|fp4|int8|none] [--no-recompute] [--fp16] [--paged]
- *              [--steps 10] [--warmup 3] [--peak-tflops 989.4]
+ *              [--steps 10] [--warmup 3] [--peak-tflops 989.4] [--layers N]
+ *
+ * --layers N keeps the shape's layer sizes but builds N layers (a quick
+ * look at a big shape). With FTQ_CUDA_PROFILE=1 the CUDA module times
+ * every operation (slower: it waits after each) and the totals are printed
+ * to stderr at the end (the context's log).
  *
  * Phases: "forward" is the median of forward-only calls with the loss
  * (ftq_graph_forward); "backward" is the median forward + backward call
@@ -65,6 +70,11 @@ static double median(double *v, int n) {
   return n ? v[n / 2] : 0;
 }
 
+static void log_to_stderr(void *user, ftq_log_level level, const char *msg) {
+  (void)user, (void)level;
+  fprintf(stderr, "%s\n", msg);
+}
+
 static void die(const char *what, ftq_status st) {
   fprintf(stderr, "bench_step: %s: %s: %s\n", what, ftq_status_string(st), ftq_last_error());
   exit(1);
@@ -80,6 +90,7 @@ int main(int argc, char **argv) {
   int64_t batch = 4, seq = 512, r = 64;
   double alpha = 16, dropout = 0.1, peak_tflops = 989.4;
   int recompute = 1, fp16 = 0, paged = 0, steps = 10, warmup = 3;
+  int64_t layers = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--no-recompute")) recompute = 0;
@@ -97,10 +108,11 @@ int main(int argc, char **argv) {
     else if (v && !strcmp(a, "--steps")) steps = atoi(v), i++;
     else if (v && !strcmp(a, "--warmup")) warmup = atoi(v), i++;
     else if (v && !strcmp(a, "--peak-tflops")) peak_tflops = atof(v), i++;
+    else if (v && !strcmp(a, "--layers")) layers = atoll(v), i++;
     else {
       fprintf(stderr, "usage: bench_step [--device D] [--shape 7b|8b|70b|135m|tiny] [--batch N] [--seq N] [--r N] "
                       "[--alpha X] [--dropout X] [--targets LIST] [--quant nf4|fp4|int8|none] [--no-recompute] "
-                      "[--fp16] [--paged] [--steps N] [--warmup N] [--peak-tflops X]\n");
+                      "[--fp16] [--paged] [--steps N] [--warmup N] [--peak-tflops X] [--layers N]\n");
       return 2;
     }
   }
@@ -135,12 +147,16 @@ int main(int argc, char **argv) {
 
   ftq_context *ctx;
   TRY("context", ftq_context_create(device, NULL, &ctx));
+  if (getenv("FTQ_CUDA_PROFILE")) {
+    TRY("log", ftq_context_set_log_callback(ctx, log_to_stderr, NULL));
+    TRY("log", ftq_context_set_log_level(ctx, FTQ_LOG_INFO));
+  }
   char json[512];
   snprintf(json, sizeof json,
            "{\"hidden_size\": %lld, \"intermediate_size\": %lld, \"num_hidden_layers\": %lld, "
            "\"num_attention_heads\": %lld, \"num_key_value_heads\": %lld, \"vocab_size\": %lld, "
            "\"max_position_embeddings\": 4096, \"torch_dtype\": \"bfloat16\"}",
-           (long long)sh->hidden, (long long)sh->inter, (long long)sh->layers, (long long)sh->heads,
+           (long long)sh->hidden, (long long)sh->inter, (long long)(layers > 0 ? layers : sh->layers), (long long)sh->heads,
            (long long)sh->kv, (long long)sh->vocab);
   double t0 = now_ms();
   ftq_model *pm;
@@ -220,7 +236,7 @@ int main(int argc, char **argv) {
   ftq_graph_plan(m, batch, seq, &s, 1, &act, &ws);
   ftq_context_device_memory(ctx, &dev_free, &dev_total);
   const double gib = 1024.0 * 1024.0 * 1024.0;
-  printf("{\"bench\": \"train_step\", \"impl\": \"libftq\", \"device\": \"%s\", \"shape\": \"%s\", "
+  printf("{\"bench\": \"train_step\", \"impl\": \"libftq\", \"device\": \"%s\", \"shape\": \"%s\", \"layers\": %lld, "
          "\"batch\": %lld, \"seq\": %lld, \"quant\": \"%s\", \"double_quant\": %s, \"compute\": \"%s\", "
          "\"lora_r\": %lld, \"lora_alpha\": %g, \"lora_dropout\": %g, \"targets\": \"%s\", \"lora_params\": %lld, "
          "\"recompute\": %s, \"optim\": \"%s\", \"steps\": %d, \"warmup\": %d, "
@@ -231,7 +247,7 @@ int main(int argc, char **argv) {
          "\"model_gflop_per_token\": %.2f, \"hw_gflop_per_token\": %.2f, \"peak_tflops\": %.1f, "
          "\"mfu\": %.4f, \"hfu\": %.4f, \"loss_first\": %.4f, \"loss\": %.4f, \"grad_norm\": %.4f, "
          "\"init_s\": %.1f}\n",
-         ftq_context_device_name(ctx), sh->name, (long long)batch, (long long)seq, quant,
+         ftq_context_device_name(ctx), sh->name, (long long)c->num_hidden_layers, (long long)batch, (long long)seq, quant,
          strcmp(quant, "nf4") == 0 || strcmp(quant, "fp4") == 0 ? "true" : "false",
          ftq_context_device_type(ctx) == FTQ_DEVICE_CPU ? "f32" : fp16 ? "fp16" : "bf16",
          (long long)r, alpha, dropout, targets, (long long)lora_params, recompute ? "true" : "false",

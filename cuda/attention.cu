@@ -551,6 +551,7 @@ ftq_status ftq_cuda_attention(void *be, const ftq_attention_args *a) {
   FTQ_TRY_CU(check(a, 0));
   if (a->batch == 0 || a->q_len == 0) return FTQ_OK;
   FTQ_TRY_CU(ftq_cuda_enter(c));
+  FTQ_PROFILE(c, FTQ_PROF_ATTENTION);
   const AttnParams p = params(a);
   return a->fp16 ? dispatch<true>(c, p, 0) : dispatch<false>(c, p, 0);
 }
@@ -560,6 +561,7 @@ ftq_status ftq_cuda_attention_backward(void *be, const ftq_attention_args *a) {
   FTQ_TRY_CU(check(a, 1));
   if (a->batch == 0 || a->q_len == 0) return FTQ_OK;
   FTQ_TRY_CU(ftq_cuda_enter(c));
+  FTQ_PROFILE(c, FTQ_PROF_ATTENTION_BWD);
   AttnParams p = params(a);
   float *d = (float *)(((uintptr_t)a->work + 255u) & ~(uintptr_t)255u);
   p.d = d;

@@ -180,6 +180,7 @@ ftq_status ftq_cuda_reduce(void *be, ftq_reduce_op op, const void *x, ftq_dtype 
     *result = 0.0;
     return FTQ_OK;
   }
+  FTQ_PROFILE(c, FTQ_PROF_REDUCE);
   unsigned g = ftq_grid_for(n, kThreads, c);
   if (g > (unsigned)kReduceBlocks) g = kReduceBlocks;
   switch (t) {

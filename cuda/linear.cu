@@ -82,12 +82,13 @@ ftq_status carve(const ftq_linear_args *a, LinearWork *lw) {
 
 // The base weight in the compute dtype: in place when stored so, else
 // dequantized (or converted) into the scratch by libftq's quantizer.
-ftq_status weight_half(const ftq_linear_args *a, ftq_dtype ht, const LinearWork &lw, const void **w) {
+ftq_status weight_half(ftq_cuda *c, const ftq_linear_args *a, ftq_dtype ht, const LinearWork &lw, const void **w) {
   const ftq_qtensor *q = a->w;
   if (q->scheme == FTQ_QSCHEME_NONE && q->plain.dtype == ht) {
     *w = q->plain.data;
     return FTQ_OK;
   }
+  FTQ_PROFILE(c, FTQ_PROF_WEIGHT);
   FTQ_TRY_CU(g_ftq_host->dequantize(q, ht, lw.wh));
   *w = lw.wh;
   return FTQ_OK;
@@ -113,9 +114,11 @@ ftq_status ftq_cuda_linear(void *be, const ftq_linear_args *a) {
   FTQ_TRY_CU(ftq_cuda_enter(c));
   const ftq_dtype ht = ftq_half_type(a->fp16);
   const int64_t n = a->n, in = a->in, out = a->out, r = a->r;
+  FTQ_PROFILE(c, FTQ_PROF_LINEAR);
   if (a->y) { /* y = x W^T (+ bias) */
     const void *w;
-    FTQ_TRY_CU(weight_half(a, ht, lw, &w));
+    FTQ_TRY_CU(weight_half(c, a, ht, lw, &w));
+    FTQ_PROFILE(c, FTQ_PROF_BASE_GEMM);
     FTQ_TRY_CU(ftq_cuda_convert(c, lw.xh, ht, a->x, FTQ_DTYPE_F32, (size_t)(n * in)));
     FTQ_TRY_CU(ftq_cuda_mm(c, 0, 1, n, out, in, 1.0f, lw.xh, in, w, in, 0.0f, a->y, out, ht, FTQ_DTYPE_F32));
     if (a->bias) {
@@ -125,6 +128,7 @@ ftq_status ftq_cuda_linear(void *be, const ftq_linear_args *a) {
     }
   }
   if (r <= 0) return FTQ_OK;
+  FTQ_PROFILE(c, FTQ_PROF_LORA);
   const float *xd = a->x;
   if (a->dropout > 0.0f) {
     FTQ_TRY_CU(dropout(c, a, a->x, lw.xd, NULL, a->mask, 0));
@@ -146,14 +150,17 @@ ftq_status ftq_cuda_linear_backward(void *be, const ftq_linear_args *a) {
   const ftq_dtype ht = ftq_half_type(a->fp16);
   const int64_t n = a->n, in = a->in, out = a->out, r = a->r;
   const ftq_dtype f32 = FTQ_DTYPE_F32;
+  FTQ_PROFILE(c, FTQ_PROF_LINEAR_BWD);
   if (a->dx) { /* dx = dy W through the frozen base */
     const void *w;
-    FTQ_TRY_CU(weight_half(a, ht, lw, &w));
+    FTQ_TRY_CU(weight_half(c, a, ht, lw, &w));
+    FTQ_PROFILE(c, FTQ_PROF_BASE_GEMM);
     FTQ_TRY_CU(ftq_cuda_convert(c, lw.xh, ht, a->dy, f32, (size_t)(n * out)));
     FTQ_TRY_CU(ftq_cuda_mm(c, 0, 0, n, in, out, 1.0f, lw.xh, out, w, in, a->accumulate_dx ? 1.0f : 0.0f, a->dx, in,
                            ht, f32));
   }
   if (r <= 0) return FTQ_OK;
+  FTQ_PROFILE(c, FTQ_PROF_LORA);
   /* g = dy B [n, r] */
   FTQ_TRY_CU(ftq_cuda_mm(c, 0, 0, n, r, out, 1.0f, a->dy, out, a->lora_b, r, 0.0f, lw.g, r, f32, f32));
   if (a->grad_b) /* dB += scaling dy^T t */

@@ -215,6 +215,7 @@ ftq_status ftq_cuda_lm_head(void *be, const ftq_lm_head_args *a) {
     return FTQ_OK;
   }
   FTQ_TRY_CU(ftq_cuda_enter(c));
+  FTQ_PROFILE(c, FTQ_PROF_LM_HEAD);
   const size_t nn = (size_t)n, cc = (size_t)chunk, dd = (size_t)dim;
   FtqCarve cv(a->work, a->work_bytes);
   HeadWork hw;

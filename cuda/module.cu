@@ -3,6 +3,7 @@
 // quant.cu, optim.cu, and the model operations in norm.cu, linear.cu,
 // attention.cu, lm_head.cu).
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common.cuh"
@@ -107,6 +108,14 @@ static ftq_status cuda_create(const ftq_backend_config *cfg, void **out, char *n
   if ((e = cudaMallocHost(&c->op_scratch_host, kOpScratchBytes)) != cudaSuccess)
     STEP(ftq_cuda_status(e, "cudaMallocHost(operation results)", __FILE__, __LINE__));
   STEP(ftq_cuda_gemm_cache_create(&c->gemm_cache));
+  const char *prof = getenv("FTQ_CUDA_PROFILE");
+  if (prof && *prof && strcmp(prof, "0") != 0) {
+    for (int i = 0; i < 8; i++) {
+      if ((e = cudaEventCreate(&c->prof.start[i])) != cudaSuccess || (e = cudaEventCreate(&c->prof.stop[i])) != cudaSuccess)
+        STEP(ftq_cuda_status(e, "cudaEventCreate(profiler)", __FILE__, __LINE__));
+    }
+    c->prof.on = 1;
+  }
 #undef STEP
   snprintf(name, len, "cuda:%d %s (sm_%d%d, %.1f GiB)", c->device, prop.name, prop.major, prop.minor,
            (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
@@ -115,11 +124,32 @@ static ftq_status cuda_create(const ftq_backend_config *cfg, void **out, char *n
   return FTQ_OK;
 }
 
+static const char *const k_prof_names[FTQ_PROF_COUNT] = {
+    "embedding", "rmsnorm", "rmsnorm_backward", "linear", "linear_backward", "  weight (dequantize)",
+    "  base gemm (incl. activation rounding)", "  lora + dropout", "rope", "attention", "attention_backward",
+    "swiglu", "swiglu_backward", "lm_head", "adamw", "reduce"};
+
+static void prof_report(ftq_cuda *c) {
+  double total = 0;
+  for (int i = 0; i < FTQ_PROF_COUNT; i++)
+    if (i != FTQ_PROF_WEIGHT && i != FTQ_PROF_BASE_GEMM && i != FTQ_PROF_LORA) total += c->prof.ms[i];
+  cuda_log(c, FTQ_LOG_INFO, "CUDA profile: %.1f ms of GPU time in profiled operations", total);
+  for (int i = 0; i < FTQ_PROF_COUNT; i++)
+    if (c->prof.calls[i])
+      cuda_log(c, FTQ_LOG_INFO, "CUDA profile: %-40s %9.2f ms %7ld calls %8.1f us/call", k_prof_names[i],
+               c->prof.ms[i], c->prof.calls[i], 1e3 * c->prof.ms[i] / (double)c->prof.calls[i]);
+}
+
 static void cuda_destroy(void *be) {
   ftq_cuda *c = (ftq_cuda *)be;
   if (!c) return;
   cudaSetDevice(c->device);
   if (c->stream) cudaStreamSynchronize(c->stream);
+  if (c->prof.on) prof_report(c);
+  for (int i = 0; i < 8; i++) {
+    if (c->prof.start[i]) cudaEventDestroy(c->prof.start[i]);
+    if (c->prof.stop[i]) cudaEventDestroy(c->prof.stop[i]);
+  }
   ftq_cuda_gemm_cache_destroy(c->gemm_cache);
   if (c->lt) cublasLtDestroy(c->lt);
   cudaFree(c->workspace);

@@ -154,6 +154,7 @@ ftq_status ftq_cuda_embedding(void *be, const int32_t *ids, int64_t n, const voi
   if (!is_float_type(t))
     return ftq_cuda_error(FTQ_ERR_UNSUPPORTED, "embedding: table dtype %s", ftq_dtype_name(t));
   FTQ_TRY_CU(ftq_cuda_enter(c));
+  FTQ_PROFILE(c, FTQ_PROF_EMBEDDING);
   FTQ_TRY_CU(ftq_cuda_flag_reset(c));
   embedding_kernel<<<(unsigned)n, row_threads(dim), 0, c->stream>>>(ids, table, t, vocab, dim, out,
                                                                      (int *)c->op_scratch);
@@ -177,6 +178,7 @@ ftq_status ftq_cuda_rmsnorm(void *be, int64_t rows, int64_t dim, float eps, cons
   if (!is_float_type(wt)) return ftq_cuda_error(FTQ_ERR_UNSUPPORTED, "rmsnorm: weight dtype %s", ftq_dtype_name(wt));
   if (rows <= 0 || dim <= 0) return FTQ_OK;
   FTQ_TRY_CU(ftq_cuda_enter(c));
+  FTQ_PROFILE(c, FTQ_PROF_RMSNORM);
   rmsnorm_kernel<<<(unsigned)rows, row_threads(dim), 0, c->stream>>>(dim, eps, x, delta, sum, w, wt, y, rstd);
   FTQ_CUDA_LAUNCH_CHECK("rmsnorm");
   return FTQ_OK;
@@ -189,6 +191,7 @@ ftq_status ftq_cuda_rmsnorm_backward(void *be, int64_t rows, int64_t dim, const 
     return ftq_cuda_error(FTQ_ERR_UNSUPPORTED, "rmsnorm backward: weight dtype %s", ftq_dtype_name(wt));
   if (rows <= 0 || dim <= 0) return FTQ_OK;
   FTQ_TRY_CU(ftq_cuda_enter(c));
+  FTQ_PROFILE(c, FTQ_PROF_RMSNORM_BWD);
   rmsnorm_backward_kernel<<<(unsigned)rows, row_threads(dim), 0, c->stream>>>(dim, x, w, wt, rstd, dy, dx,
                                                                                 accumulate);
   FTQ_CUDA_LAUNCH_CHECK("rmsnorm_backward");
@@ -202,6 +205,7 @@ ftq_status ftq_cuda_rope(void *be, float *x, int64_t n, int64_t row_stride, int6
   const size_t total = (size_t)n * (size_t)(head_dim / 2);
   if (!total) return FTQ_OK;
   FTQ_TRY_CU(ftq_cuda_enter(c));
+  FTQ_PROFILE(c, FTQ_PROF_ROPE);
   rope_kernel<<<ftq_grid_for(total, 256, c), 256, 0, c->stream>>>(x, n, row_stride, n_heads, head_dim, positions,
                                                                    inv_freq, inverse);
   FTQ_CUDA_LAUNCH_CHECK("rope");
@@ -212,6 +216,7 @@ ftq_status ftq_cuda_swiglu(void *be, size_t n, const float *gate, const float *u
   ftq_cuda *c = (ftq_cuda *)be;
   if (!n) return FTQ_OK;
   FTQ_TRY_CU(ftq_cuda_enter(c));
+  FTQ_PROFILE(c, FTQ_PROF_SWIGLU);
   swiglu_kernel<<<ftq_grid_for(n, 256, c), 256, 0, c->stream>>>(n, gate, up, out);
   FTQ_CUDA_LAUNCH_CHECK("swiglu");
   return FTQ_OK;
@@ -222,6 +227,7 @@ ftq_status ftq_cuda_swiglu_backward(void *be, size_t n, const float *gate, const
   ftq_cuda *c = (ftq_cuda *)be;
   if (!n) return FTQ_OK;
   FTQ_TRY_CU(ftq_cuda_enter(c));
+  FTQ_PROFILE(c, FTQ_PROF_SWIGLU_BWD);
   swiglu_backward_kernel<<<ftq_grid_for(n, 256, c), 256, 0, c->stream>>>(n, gate, up, dout, dgate, dup);
   FTQ_CUDA_LAUNCH_CHECK("swiglu_backward");
   return FTQ_OK;
