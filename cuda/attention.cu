@@ -78,6 +78,26 @@ __device__ __forceinline__ void acc_to_a(uint32_t a[4], const float c0[4], const
 template <bool F16, int DP>
 __device__ __forceinline__ void load_tile(uint16_t *s, int ld, uint16_t *st, int ldt, const float *g, int64_t stride,
                                           int64_t r0, int rows, int64_t limit, int D) {
+  if ((D & 3) == 0 && (stride & 3) == 0 && ((uintptr_t)g & 15) == 0) {  // 16-byte loads, 4 columns per thread
+#pragma unroll 4
+    for (int idx = threadIdx.x; idx < rows * (DP / 4); idx += blockDim.x) {
+      const int r = idx / (DP / 4), d = (idx - r * (DP / 4)) * 4;
+      float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (r0 + r < limit && d < D) v = *reinterpret_cast<const float4 *>(g + (r0 + r) * stride + d);
+      const uint16_t h0 = ftq_half_bits<F16>(v.x), h1 = ftq_half_bits<F16>(v.y), h2 = ftq_half_bits<F16>(v.z),
+                     h3 = ftq_half_bits<F16>(v.w);
+      if (s)
+        *reinterpret_cast<uint2 *>(s + r * ld + d) =
+            make_uint2((uint32_t)h0 | ((uint32_t)h1 << 16), (uint32_t)h2 | ((uint32_t)h3 << 16));
+      if (st) {
+        st[d * ldt + r] = h0;
+        st[(d + 1) * ldt + r] = h1;
+        st[(d + 2) * ldt + r] = h2;
+        st[(d + 3) * ldt + r] = h3;
+      }
+    }
+    return;
+  }
   for (int idx = threadIdx.x; idx < rows * DP; idx += blockDim.x) {
     const int r = idx / DP, d = idx - r * DP;
     float v = 0.0f;

@@ -46,17 +46,20 @@ ftq_status ftq_cublas_status(cublasStatus_t st, const char *what, const char *fi
 
 struct ftq_gemm_cache;  // gemm.cu
 
-// Opt-in per-operation GPU time (FTQ_CUDA_PROFILE=1 at context creation):
+// Opt-in per-operation GPU time (FTQ_CUDA_PROFILE=k at context creation):
 // each profiled scope records events around its work and waits for them,
-// so the figures are exact but the run is slower; the totals are logged
-// (INFO) when the context is destroyed. Scopes may nest (times inclusive).
+// so the figures are exact but the run is slower; the totals count from
+// the k-th synchronize call of the context on (k = 1: from the start, so
+// warm-up work can be left out) and are logged (INFO) when the context is
+// destroyed. Scopes may nest (times inclusive).
 enum ftq_prof_id {
   FTQ_PROF_EMBEDDING, FTQ_PROF_RMSNORM, FTQ_PROF_RMSNORM_BWD, FTQ_PROF_LINEAR, FTQ_PROF_LINEAR_BWD,
-  FTQ_PROF_WEIGHT, FTQ_PROF_BASE_GEMM, FTQ_PROF_LORA, FTQ_PROF_ROPE, FTQ_PROF_ATTENTION, FTQ_PROF_ATTENTION_BWD,
+  FTQ_PROF_WEIGHT, FTQ_PROF_BASE_GEMM, FTQ_PROF_LORA, FTQ_PROF_DROPOUT, FTQ_PROF_ROPE, FTQ_PROF_ATTENTION, FTQ_PROF_ATTENTION_BWD,
   FTQ_PROF_SWIGLU, FTQ_PROF_SWIGLU_BWD, FTQ_PROF_LM_HEAD, FTQ_PROF_ADAMW, FTQ_PROF_REDUCE, FTQ_PROF_COUNT
 };
 struct ftq_prof {
   int on, depth;
+  long syncs, reset_at;
   cudaEvent_t start[8], stop[8];
   double ms[FTQ_PROF_COUNT];
   long calls[FTQ_PROF_COUNT];

@@ -98,6 +98,7 @@ ftq_status dropout(ftq_cuda *c, const ftq_linear_args *a, const float *x, float 
                    uint8_t *bits_out, int add) {
   const size_t bytes = ftq_dropout_mask_bytes(a->n, a->in);
   if (!bytes) return FTQ_OK;
+  FTQ_PROFILE(c, FTQ_PROF_DROPOUT);
   dropout_kernel<<<ftq_grid_for(bytes, 256, c), 256, 0, c->stream>>>(
       x, out, bits_in, bits_out, a->n, a->in, a->dropout, 1.0f / (1.0f - a->dropout), a->seed, a->stream, add);
   FTQ_CUDA_LAUNCH_CHECK("dropout");

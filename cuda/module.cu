@@ -115,6 +115,7 @@ static ftq_status cuda_create(const ftq_backend_config *cfg, void **out, char *n
         STEP(ftq_cuda_status(e, "cudaEventCreate(profiler)", __FILE__, __LINE__));
     }
     c->prof.on = 1;
+    c->prof.reset_at = atol(prof);
   }
 #undef STEP
   snprintf(name, len, "cuda:%d %s (sm_%d%d, %.1f GiB)", c->device, prop.name, prop.major, prop.minor,
@@ -126,13 +127,14 @@ static ftq_status cuda_create(const ftq_backend_config *cfg, void **out, char *n
 
 static const char *const k_prof_names[FTQ_PROF_COUNT] = {
     "embedding", "rmsnorm", "rmsnorm_backward", "linear", "linear_backward", "  weight (dequantize)",
-    "  base gemm (incl. activation rounding)", "  lora + dropout", "rope", "attention", "attention_backward",
+    "  base gemm (incl. activation rounding)", "  lora (incl. dropout)", "    dropout", "rope", "attention", "attention_backward",
     "swiglu", "swiglu_backward", "lm_head", "adamw", "reduce"};
 
 static void prof_report(ftq_cuda *c) {
   double total = 0;
   for (int i = 0; i < FTQ_PROF_COUNT; i++)
-    if (i != FTQ_PROF_WEIGHT && i != FTQ_PROF_BASE_GEMM && i != FTQ_PROF_LORA) total += c->prof.ms[i];
+    if (i != FTQ_PROF_WEIGHT && i != FTQ_PROF_BASE_GEMM && i != FTQ_PROF_LORA && i != FTQ_PROF_DROPOUT)
+      total += c->prof.ms[i];
   cuda_log(c, FTQ_LOG_INFO, "CUDA profile: %.1f ms of GPU time in profiled operations", total);
   for (int i = 0; i < FTQ_PROF_COUNT; i++)
     if (c->prof.calls[i])
@@ -173,6 +175,10 @@ static ftq_status cuda_synchronize(void *be) {
   ftq_cuda *c = (ftq_cuda *)be;
   FTQ_TRY_CU(ftq_cuda_enter(c));
   FTQ_CUDA_TRY(cudaStreamSynchronize(c->stream));
+  if (c->prof.on && ++c->prof.syncs == c->prof.reset_at) {  // leave the warm-up out of the profile
+    memset(c->prof.ms, 0, sizeof c->prof.ms);
+    memset(c->prof.calls, 0, sizeof c->prof.calls);
+  }
   return FTQ_OK;
 }
 

@@ -125,8 +125,9 @@ if has bench-step; then
   build-dev/bin/bench_step --shape $shape --batch $bs --seq $sq ${FTQ_BENCH_STEP_ARGS:-} \
     > "$OUT/bench_step.jsonl" 2>> "$OUT/bench.err"
   note "bench_step rc=$? $(tail -c 300 "$OUT/bench.err" | tail -2)"
-  if [ "${FTQ_BENCH_STEP_PROFILE_LAYERS:-4}" != 0 ]; then  # per-operation GPU time on a few layers of the shape
-    FTQ_CUDA_PROFILE=1 build-dev/bin/bench_step --shape $shape --batch $bs --seq $sq ${FTQ_BENCH_STEP_ARGS:-} \
+  if [ "${FTQ_BENCH_STEP_PROFILE_LAYERS:-4}" != 0 ]; then
+    # per-operation GPU time on a few layers of the shape, after one warm-up step (2 synchronisations)
+    FTQ_CUDA_PROFILE=2 build-dev/bin/bench_step --shape $shape --batch $bs --seq $sq ${FTQ_BENCH_STEP_ARGS:-} \
       --layers ${FTQ_BENCH_STEP_PROFILE_LAYERS:-4} --steps 2 --warmup 1 > "$OUT/bench_step_profile.jsonl" \
       2> "$OUT/bench_step_profile.txt"
     note "bench_step profile rc=$?"

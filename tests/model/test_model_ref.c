@@ -6,27 +6,36 @@
  * transformers' generate(). Built twice: unquantized base weights, and
  * (REF_NF4) bitsandbytes NF4 base weights, which skips while
  * ftq_qtensor_dequantize cannot decode NF4. Built twice more with REF_CUDA:
- * the same on a CUDA context (bf16 compute) within bf16 tolerances, where
- * greedy generation is reported but not required to match (bf16 may flip
- * a near tie). Prints the worst relative error of every tensor. */
+ * the same on a CUDA context, once with bf16 and once with fp16 compute;
+ * greedy generation is reported there but not required to match (half
+ * precision may flip a near tie), and decoding runs in bf16 either way.
+ * Tolerances scale with how well-conditioned a tensor is: where PyTorch's
+ * own f32 result is e from its f64 one, the CPU may be 3e off and the GPU
+ * e times the ratio of its compute dtype's unit roundoff to f32's (2^16 for
+ * bf16, 2^13 for fp16): these tiny models' LoRA gradients of the first
+ * layer come through attention softmaxes whose terms cancel, and there
+ * bf16 rounding is amplified as much as f32's is. Prints the worst
+ * relative error of every tensor. */
 #include "libftq/ftq_generate.h"
 #include "ref_model.h"
 
 #ifdef REF_CUDA
-#define TOL 2e-2 /* bf16 compute */
-#define TOL_GRAD 5e-2
+/* bf16 run; the fp16 run divides TOL and TOL_GRAD by 4 and COND by 8 */
+static double TOL = 2e-2, TOL_GRAD = 5e-2, COND = 65536.0;
 #define TOL_CHUNK_LOSS 1e-5 /* chunking changes only the order of f32 sums ... */
-#define TOL_CHUNK_GRAD 2e-2 /* ... and where exp(logit - running max) is rounded to bf16 */
+#define TOL_CHUNK_GRAD 5e-2 /* ... and where exp(logit - running max) is rounded to the half type */
 #define TOL_CHUNK_LOGITS 1e-5
 #define GEN_EXACT 0
 #else
 #define GEN_EXACT 1
 #define TOL 1e-5     /* relative Frobenius error per tensor */
 #define TOL_GRAD 2e-5
+#define COND 3.0
 #define TOL_CHUNK_LOSS 1e-6
 #define TOL_CHUNK_GRAD 5e-6
 #define TOL_CHUNK_LOGITS 1e-7
 #endif
+static int run_fp16; /* REF_CUDA: this run computes in fp16 */
 
 static double worst_seen = 0.0, worst_f32 = 0.0;
 static const ref_file *cur_ref;
@@ -35,8 +44,8 @@ static const ref_file *cur_ref;
  * float32 result (key "f32.<key>"). A tensor whose value is ill-conditioned
  * in f32 (PyTorch's own f32 result is far from its f64 one, e.g. key
  * gradients through a softmax, whose terms cancel) gets the tolerance
- * 3x PyTorch's own f32 error instead: libftq must be as accurate as PyTorch
- * in f32, not more. */
+ * COND x PyTorch's own f32 error instead: on the CPU libftq must be as
+ * accurate as PyTorch in f32 (COND 3), not more; see the top for CUDA. */
 static void compare_key(const char *file, const char *what, const float *got, const float *ref, size_t n,
                         double tol, const char *key) {
   double e = test_rel_error_f32(got, ref, n), e32 = -1;
@@ -47,7 +56,7 @@ static void compare_key(const char *file, const char *what, const float *got, co
     e32 = test_rel_error_f32(got, t32.data, n);
     if (e32 > worst_f32) worst_f32 = e32;
     double torch_err = test_rel_error_f32(t32.data, ref, n);
-    if (3 * torch_err > tol) tol = 3 * torch_err;
+    if (COND * torch_err > tol) tol = COND * torch_err;
   }
   if (e > worst_seen) worst_seen = e;
   if (e32 >= 0)
@@ -89,6 +98,11 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
     return 0;
   }
   const char *file = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+  char file_buf[96];
+  if (run_fp16) {
+    snprintf(file_buf, sizeof file_buf, "%s fp16", file);
+    file = file_buf;
+  }
   cur_ref = &r;
   struct ftq_model *m = NULL;
   REQUIRE_OK(ref_model_load(ctx, &r, nf4, &m));
@@ -141,6 +155,7 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
   float *logits = malloc(sizeof(float) * T * V);
   ftq_graph_settings s = {0};
   s.training = 1;
+  s.fp16 = run_fp16;
   ftq_graph_result res;
   CHECK_OK(ftq_graph_forward(m, &b, &s, &res, NULL, logits));
   ref_tensor rl = ref_need(&r, "logits");
@@ -212,7 +227,13 @@ static int run_file(ftq_context *ctx, const char *path, int nf4) {
   CHECK_OK(ftq_graph_decode(m, kv, b.input_ids, 5, NULL, step_logits)); /* a prefill of 5 */
   for (int64_t t = 5; t < b.seq_len; t++)
     CHECK_OK(ftq_graph_decode(m, kv, b.input_ids + t, 1, step_logits + (size_t)t * V, NULL));
-  compare(file, "logits row 0 by KV-cache decoding", step_logits, rl.data, (size_t)b.seq_len * V, TOL);
+#ifdef REF_CUDA
+  const double dec_tol = 2e-2; /* decoding runs in bf16 */
+#else
+  const double dec_tol = TOL;
+#endif
+  compare_key(file, "logits row 0 by KV-cache decoding", step_logits, rl.data, (size_t)b.seq_len * V, dec_tol,
+              "logits");
   ftq_kv_cache_destroy(kv);
 
   /* greedy generation against transformers' generate() */
@@ -279,8 +300,14 @@ int main(void) {
 #else
   ftq_context *ctx = test_cpu_context();
 #endif
+  size_t n_files = sizeof files / sizeof files[0];
+#ifdef REF_CUDA
+  const char *qe = getenv("FTQ_TEST_QUICK"); /* compute-sanitizer runs: the first file in bf16 only */
+  const int quick = qe && *qe && strcmp(qe, "0") != 0;
+  if (quick) n_files = 1;
+#endif
   int ran = 0;
-  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+  for (size_t i = 0; i < n_files; i++) {
     int r = run_file(ctx, files[i], nf4);
     if (r < 0) {
       ftq_context_destroy(ctx);
@@ -288,7 +315,13 @@ int main(void) {
     }
     ran += r;
   }
-  CHECK(ran == (int)(sizeof files / sizeof files[0]));
+  CHECK(ran == (int)n_files);
+#ifdef REF_CUDA
+  printf("%s: bf16 worst relative error %.2e; again with fp16 compute:\n", name, worst_seen);
+  run_fp16 = 1;
+  TOL /= 4, TOL_GRAD /= 4, COND /= 8;
+  for (size_t i = 0; !quick && i < n_files; i++) run_file(ctx, files[i], nf4);
+#endif
   printf("%s: worst relative error over every tensor: %.2e against PyTorch float64 (%.2e against PyTorch float32)\n",
          name, worst_seen, worst_f32);
   ftq_context_destroy(ctx);
