@@ -35,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "core/context.h"
 #include "core/rng.h"
 #include "libftq/ftq_lora.h"
@@ -54,21 +55,6 @@ static const shape shapes[] = {
     {"70b", 8192, 28672, 80, 64, 8, 32000},
 };
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n ? v[n / 2] : 0;
-}
 
 static void log_to_stderr(void *user, ftq_log_level level, const char *msg) {
   (void)user, (void)level;

@@ -117,6 +117,31 @@ __device__ __forceinline__ float quad_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
+// Two products over the same k = DP, each NT 8-column tiles wide, from
+// row-major half tiles with row stride ld: c1 = rows r0, r0 + 8 of a1 times
+// the transpose of b1's first NT * 8 rows, c2 likewise from a2 and b2.
+template <bool F16, int DP, int NT>
+__device__ __forceinline__ void mma_pair_abt(float c1[NT][4], float c2[NT][4], const uint16_t *a1, const uint16_t *a2,
+                                             const uint16_t *b1, const uint16_t *b2, int ld, int r0, int g, int t) {
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) c1[nt][e] = c2[nt][e] = 0.0f;
+#pragma unroll
+  for (int ks = 0; ks < DP / 16; ks++) {
+    uint32_t x1[4], x2[4];
+    load_a(x1, a1, ld, r0, ks * 16, t);
+    load_a(x2, a2, ld, r0, ks * 16, t);
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+      const uint16_t *p1 = b1 + (nt * 8 + g) * ld + ks * 16 + 2 * t;
+      mma16816<F16>(c1[nt], x1, ld32(p1), ld32(p1 + 8));
+      const uint16_t *p2 = b2 + (nt * 8 + g) * ld + ks * 16 + 2 * t;
+      mma16816<F16>(c2[nt], x2, ld32(p2), ld32(p2 + 8));
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------
 // forward: one block of 4 warps per (64 queries, head, batch row)
 
@@ -328,25 +353,9 @@ __global__ void __launch_bounds__(128) attn_bwd_dkdv_kernel(AttnParams p) {
         sQseq[c] = in && seq ? seq[i] : 0;
       }
       __syncthreads();
-      // S^T = K Q^T: 16 keys x 32 queries per warp
+      // S^T = K Q^T and dP^T = V dO^T: 16 keys x 32 queries per warp
       float st[BQ / 8][4], dpt[BQ / 8][4];
-#pragma unroll
-      for (int nt = 0; nt < BQ / 8; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) st[nt][e] = dpt[nt][e] = 0.0f;
-#pragma unroll
-      for (int ks = 0; ks < DP / 16; ks++) {
-        uint32_t ka[4], va[4];
-        load_a(ka, sK, LD, kr0, ks * 16, t);
-        load_a(va, sV, LD, kr0, ks * 16, t);
-#pragma unroll
-        for (int nt = 0; nt < BQ / 8; nt++) {
-          const uint16_t *qr = sQ + (nt * 8 + g) * LD + ks * 16 + 2 * t;
-          mma16816<F16>(st[nt], ka, ld32(qr), ld32(qr + 8));
-          const uint16_t *orow = sdO + (nt * 8 + g) * LD + ks * 16 + 2 * t;
-          mma16816<F16>(dpt[nt], va, ld32(orow), ld32(orow + 8));  // dP^T = V dO^T
-        }
-      }
+      mma_pair_abt<F16, DP, BQ / 8>(st, dpt, sK, sV, sQ, sdO, LD, kr0, g, t);
       // P^T and dS^T = P^T (dP^T - D)
 #pragma unroll
       for (int nt = 0; nt < BQ / 8; nt++)
@@ -440,24 +449,9 @@ __global__ void __launch_bounds__(128) attn_bwd_dq_kernel(AttnParams p) {
       sKseq[c] = j < S && seq ? seq[j] : 0;
     }
     __syncthreads();
+    // S = Q K^T and dP = dO V^T
     float s[BK / 8][4], dp[BK / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < BK / 8; nt++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.0f;
-#pragma unroll
-    for (int ks = 0; ks < DP / 16; ks++) {
-      uint32_t qa[4], oa[4];
-      load_a(qa, sQ, LD, r0, ks * 16, t);
-      load_a(oa, sdO, LD, r0, ks * 16, t);
-#pragma unroll
-      for (int nt = 0; nt < BK / 8; nt++) {
-        const uint16_t *kr = sK + (nt * 8 + g) * LD + ks * 16 + 2 * t;
-        mma16816<F16>(s[nt], qa, ld32(kr), ld32(kr + 8));
-        const uint16_t *vr = sV + (nt * 8 + g) * LD + ks * 16 + 2 * t;
-        mma16816<F16>(dp[nt], oa, ld32(vr), ld32(vr + 8));  // dP = dO V^T
-      }
-    }
+    mma_pair_abt<F16, DP, BK / 8>(s, dp, sQ, sdO, sK, sV, LD, r0, g, t);
 #pragma unroll
     for (int nt = 0; nt < BK / 8; nt++)
 #pragma unroll

@@ -105,14 +105,24 @@ ftq_status dropout(ftq_cuda *c, const ftq_linear_args *a, const float *x, float 
   return FTQ_OK;
 }
 
+// Both directions start so: the arguments checked and the scratch carved,
+// the device made current; *run is false when there is no row to process.
+ftq_status begin(ftq_cuda *c, const ftq_linear_args *a, LinearWork *lw, bool *run) {
+  *run = false;
+  FTQ_TRY_CU(carve(a, lw));
+  if (a->n <= 0) return FTQ_OK;
+  *run = true;
+  return ftq_cuda_enter(c);
+}
+
 }  // namespace
 
 ftq_status ftq_cuda_linear(void *be, const ftq_linear_args *a) {
   ftq_cuda *c = (ftq_cuda *)be;
   LinearWork lw;
-  FTQ_TRY_CU(carve(a, &lw));
-  if (a->n <= 0) return FTQ_OK;
-  FTQ_TRY_CU(ftq_cuda_enter(c));
+  bool run;
+  FTQ_TRY_CU(begin(c, a, &lw, &run));
+  if (!run) return FTQ_OK;
   const ftq_dtype ht = ftq_half_type(a->fp16);
   const int64_t n = a->n, in = a->in, out = a->out, r = a->r;
   FTQ_PROFILE(c, FTQ_PROF_LINEAR);
@@ -145,13 +155,12 @@ ftq_status ftq_cuda_linear(void *be, const ftq_linear_args *a) {
 ftq_status ftq_cuda_linear_backward(void *be, const ftq_linear_args *a) {
   ftq_cuda *c = (ftq_cuda *)be;
   LinearWork lw;
-  FTQ_TRY_CU(carve(a, &lw));
-  if (a->n <= 0) return FTQ_OK;
-  FTQ_TRY_CU(ftq_cuda_enter(c));
-  const ftq_dtype ht = ftq_half_type(a->fp16);
-  const int64_t n = a->n, in = a->in, out = a->out, r = a->r;
-  const ftq_dtype f32 = FTQ_DTYPE_F32;
+  bool run;
+  FTQ_TRY_CU(begin(c, a, &lw, &run));
+  if (!run) return FTQ_OK;
   FTQ_PROFILE(c, FTQ_PROF_LINEAR_BWD);
+  const ftq_dtype ht = ftq_half_type(a->fp16), f32 = FTQ_DTYPE_F32;
+  const int64_t n = a->n, in = a->in, out = a->out, r = a->r;
   if (a->dx) { /* dx = dy W through the frozen base */
     const void *w;
     FTQ_TRY_CU(weight_half(c, a, ht, lw, &w));
