@@ -1,6 +1,7 @@
 """Status codes and exceptions, the call wrapper that turns statuses (and
 exceptions raised inside callbacks) into Python exceptions, and the base
 class of every handle (deterministic release, parents outlive children)."""
+import ctypes
 import enum
 import threading
 import weakref
@@ -190,6 +191,25 @@ def call(fn, *args):
         raise exc
     check(status)
     return status
+
+
+def construct(obj, parent, fn, *args):
+    """Calls a constructor `fn(*args, &out)` and makes @p obj (a Handle) own
+    the new C object, created on @p parent. If a callback raised during the
+    call, the new object is destroyed again and the exception re-raised."""
+    out = ctypes.c_void_p()
+    _tls.exc = None
+    status = fn(*args, ctypes.byref(out))
+    exc = _take_callback_exception()
+    if status != 0:
+        if exc is not None:
+            raise exc from error(status)
+        raise error(status)
+    obj._init_handle(out.value, parent)
+    if exc is not None:
+        obj.close()
+        raise exc
+    return obj
 
 
 def call_value(fn, *args):

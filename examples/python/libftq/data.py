@@ -5,7 +5,7 @@ import json
 from collections import namedtuple
 
 from . import _buffers
-from ._core import Handle, call, check
+from ._core import Handle, check, construct
 from ._lib import lib
 from .options import options_arg
 
@@ -278,11 +278,9 @@ class Dataset(Handle):
     _destroy_name = "ftq_dataset_destroy"
 
     def __init__(self, ctx, tokenizer, path, options=None, **kwargs):
-        out = ctypes.c_void_p()
-        with options_arg(options, kwargs) as o:
-            call(lib().ftq_dataset_load, ctx, tokenizer, str(path).encode(), o, ctypes.byref(out))
         self.context = ctx
-        self._init_handle(out.value, ctx)
+        with options_arg(options, kwargs) as o:
+            construct(self, ctx, lib().ftq_dataset_load, ctx, tokenizer, str(path).encode(), o)
 
     def num_examples(self, split=Split.TRAIN):
         """Examples in a split."""

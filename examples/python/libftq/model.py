@@ -5,7 +5,7 @@ import json
 from collections import namedtuple
 
 from . import _buffers
-from ._core import Handle, NotFoundError, call, check, record_callback_exception
+from ._core import Handle, NotFoundError, call, check, construct, record_callback_exception
 from ._lib import TOKEN_CALLBACK, lib
 from .context import MemoryCategory, _category
 from .options import options_arg
@@ -62,29 +62,24 @@ class Model(Handle):
         raise TypeError("use Model.load() or Model.init_random()")
 
     @classmethod
-    def _adopt(cls, ptr, ctx):
+    def _new(cls, ctx):
         self = cls.__new__(cls)
         self.context = ctx
-        self._init_handle(ptr, ctx)
         return self
 
     @classmethod
     def load(cls, ctx, path, options=None, **kwargs):
         """Loads a Hugging Face model folder or a GGUF file onto @p ctx."""
-        out = ctypes.c_void_p()
         with options_arg(options, kwargs) as o:
-            call(lib().ftq_model_load, ctx, str(path).encode(), o, ctypes.byref(out))
-        return cls._adopt(out.value, ctx)
+            return construct(cls._new(ctx), ctx, lib().ftq_model_load, ctx, str(path).encode(), o)
 
     @classmethod
     def init_random(cls, ctx, config, seed=0, options=None, **kwargs):
         """A model with random weights from a config.json text or dict."""
         if isinstance(config, dict):
             config = json.dumps(config)
-        out = ctypes.c_void_p()
         with options_arg(options, kwargs) as o:
-            call(lib().ftq_model_init_random, ctx, config.encode(), int(seed), o, ctypes.byref(out))
-        return cls._adopt(out.value, ctx)
+            return construct(cls._new(ctx), ctx, lib().ftq_model_init_random, ctx, config.encode(), int(seed), o)
 
     # -- configuration ------------------------------------------------------
     def config_int(self, name):
@@ -188,11 +183,9 @@ class Lora(Handle):
     _destroy_name = "ftq_lora_destroy"
 
     def __init__(self, model, name=None, seed=0, options=None, **kwargs):
-        out = ctypes.c_void_p()
-        with options_arg(options, kwargs) as o:
-            call(lib().ftq_lora_create, model, name.encode() if name else None, o, int(seed), ctypes.byref(out))
         self.model = model
-        self._init_handle(out.value, model)
+        with options_arg(options, kwargs) as o:
+            construct(self, model, lib().ftq_lora_create, model, name.encode() if name else None, o, int(seed))
 
     @property
     def active(self):

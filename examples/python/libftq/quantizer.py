@@ -6,7 +6,7 @@ import enum
 
 from . import _buffers
 from ._buffers import FloatType, MemoryLocation
-from ._core import Handle, check
+from ._core import Handle, check, construct
 from ._lib import lib
 from .options import options_arg
 
@@ -51,11 +51,9 @@ class Quantizer(Handle):
     _destroy_name = "ftq_quantizer_destroy"
 
     def __init__(self, ctx, options=None, **kwargs):
-        out = ctypes.c_void_p()
-        with options_arg(options, kwargs) as o:
-            check(lib().ftq_quantizer_create(ctx, o, ctypes.byref(out)))
         self.context = ctx
-        self._init_handle(out.value, ctx)
+        with options_arg(options, kwargs) as o:
+            construct(self, ctx, lib().ftq_quantizer_create, ctx, o)
 
     @property
     def scheme(self):
@@ -73,10 +71,10 @@ class Quantizer(Handle):
         """Quantizes @p src; returns a QTensor on the context's device."""
         buf = _buffers.float_input(src, dtype, shape, where)
         ndim, dims = _shape_arg(buf.shape)
-        out = ctypes.c_void_p()
-        check(lib().ftq_quantizer_quantize(self, buf.address, int(buf.ftype), int(buf.where), ndim, dims,
-                                           ctypes.byref(out)))
-        return QTensor._adopt(out.value, self.context)
+        t = QTensor.__new__(QTensor)
+        t.context = self.context
+        return construct(t, self.context, lib().ftq_quantizer_quantize, self, buf.address, int(buf.ftype),
+                         int(buf.where), ndim, dims)
 
     def fake_quantize(self, src, out=None, *, dtype=None, shape=None, where=None):
         """dequantize(quantize(src)) in src's type: into @p out (any writable
@@ -145,13 +143,6 @@ class QTensor(Handle):
 
     def __init__(self, *_):
         raise TypeError("QTensors come from Quantizer.quantize()")
-
-    @classmethod
-    def _adopt(cls, ptr, ctx):
-        self = cls.__new__(cls)
-        self.context = ctx
-        self._init_handle(ptr, ctx)
-        return self
 
     @property
     def scheme(self):

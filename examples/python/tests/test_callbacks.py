@@ -6,7 +6,8 @@ import gc
 import pytest
 
 import libftq
-from conftest import TINY_CONFIG
+from conftest import REF, TINY_CONFIG
+from libftq._core import call, live_handles, record_callback_exception
 
 
 class Boom(Exception):
@@ -59,13 +60,14 @@ def test_log_callback_exception_propagates(ctx):
     ctx.set_log_callback(log)
     with pytest.raises(Boom, match="random initialisation"):
         libftq.Model.init_random(ctx, TINY_CONFIG, seed=0)
-    # the model was made (the call succeeded) but its handle is lost: closing the context frees it
+    # the model was made (the call succeeded), then destroyed again before the exception left
+    assert ctx.memory()[0] == 0
     ctx.set_log_callback(None)
     with libftq.Model.init_random(ctx, TINY_CONFIG, seed=0):
         pass
 
 
-def test_log_callback_exception_with_failing_call(tiny_model, ctx):
+def test_log_callback_exception_with_failing_call(tiny_model, ctx, tmp_path):
     def log(level, message):
         raise Boom("from log")
 
@@ -73,6 +75,15 @@ def test_log_callback_exception_with_failing_call(tiny_model, ctx):
     with pytest.raises(Boom) as e:  # the LoRA creation logs, then succeeds
         libftq.Lora(tiny_model, r=2)
     assert "from log" in str(e.value)
+    assert ctx.memory("adapter")[0] == 0
+    # a constructor that logs warnings: the data set is destroyed again, the exception raised
+    bad = tmp_path / "rows.jsonl"
+    bad.write_text('{"text": \n{"text": "fine"}\n')
+    with libftq.Tokenizer(REF / "tok" / "sp_legacy") as tok:
+        before = live_handles()
+        with pytest.raises(Boom):
+            libftq.Dataset(ctx, tok, bad, skip_malformed_rows=True)
+        assert live_handles() == before
     ctx.set_log_callback(None)
     gc.collect()
 
@@ -84,3 +95,15 @@ def test_callback_objects_stay_alive(ctx):
     with libftq.Model.init_random(ctx, TINY_CONFIG, seed=0):
         pass
     assert msgs
+
+
+def test_callback_exception_of_a_failed_call_is_chained():
+    def fake_c_function(*args):  # a C call that ran a raising callback, then failed
+        record_callback_exception(Boom("in callback"))
+        return int(libftq.Status.FORMAT)
+
+    with pytest.raises(Boom) as e:
+        call(fake_c_function)
+    assert isinstance(e.value.__cause__, libftq.FormatError)
+    with pytest.raises(libftq.FormatError):  # without a callback exception: the status
+        call(lambda: int(libftq.Status.FORMAT))

@@ -1,25 +1,31 @@
 """Tokenizer through the binding, against Hugging Face tokenizers' output
 (tests/ref/tok/*/expected.json and chat.json, from make_ref.py)."""
+import base64
+
 import numpy as np
 import pytest
 
 import libftq
-from conftest import REF, SMOLLM2_TOKENIZER, load_json
+from conftest import REF, load_json
 
 
-def test_encode_decode_match_tokenizers(smollm2_tokenizer):
-    tok = smollm2_tokenizer
-    ref = load_json(SMOLLM2_TOKENIZER / "expected.json")
-    for case in ref["cases"][:150]:
-        text = case["decoded"]
-        ids = tok.encode(text, add_special_tokens=True)
-        if ids != case["ids_special"]:
-            continue  # decoded text is not always the input (normalization); the C tests cover those
-        assert tok.decode(ids) == case["decoded"]
-        assert tok.decode(np.array(ids, dtype=np.int64), skip_special_tokens=True) == case["decoded_skip"]
-    for case in ref["random_decodes"][:50]:
-        assert tok.decode(case["ids"]) == case["decoded"]
-        assert tok.decode(case["ids"], libftq.DecodeFlag.SKIP_SPECIAL) == case["decoded_skip"]
+@pytest.mark.parametrize("name", ["smollm2", "sp_legacy", "llama3", "qwen2"])
+def test_encode_decode_match_tokenizers(name):
+    ref = load_json(REF / "tok" / name / "expected.json")
+    texts = [base64.b64decode(t) for t in load_json(REF / "tok" / "corpus.json")["texts_b64"]]
+    assert len(texts) == len(ref["cases"])
+    with libftq.Tokenizer(REF / "tok" / name) as tok:
+        for text, case in zip(texts, ref["cases"]):
+            assert tok.encode(text) == case["ids"], text  # bytes go in as they are (ill-formed UTF-8 too)
+            assert tok.encode(text, add_special_tokens=True) == case["ids_special"]
+            assert tok.encode(text, libftq.EncodeFlag.SPECIAL_AS_TEXT) == \
+                case["ids_special_as_text"]
+            assert tok.decode(case["ids"]) == case["decoded"]
+            assert tok.decode(np.array(case["ids_special"], dtype=np.int64), skip_special_tokens=True) == \
+                case["decoded_skip"]
+        for case in ref["random_decodes"]:
+            assert tok.decode(case["ids"]) == case["decoded"]
+            assert tok.decode(case["ids"], libftq.DecodeFlag.SKIP_SPECIAL) == case["decoded_skip"]
 
 
 def test_encode_variants(sp_tokenizer):
