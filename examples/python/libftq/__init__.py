@@ -30,6 +30,7 @@ from .data import (IGNORE_INDEX, Batch, Dataset, DatasetStat, DecodeFlag, Encode
 from .model import FinishReason, Generation, Lora, Model, ParamKind
 from .options import OptionInfo, Options, OptionType, list_options, option_info
 from .quantizer import QScheme, QStat, QTensor, Quantizer
+from .trainer import Optimizer, StopTraining, Trainer, eval_batch, forward_backward
 
 __version__ = "0.1.0"
 

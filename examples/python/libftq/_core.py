@@ -229,19 +229,20 @@ def call_value(fn, *args):
 class _Cell:
     """Owns one C handle. Parents keep their children's cells, so closing a
     parent first destroys what was created on it, whatever order Python's
-    garbage collector finalizes objects in."""
+    garbage collector finalizes objects in. A handle may have several
+    parents (a trainer uses a model, an adapter and a data set)."""
 
-    __slots__ = ("ptr", "destroy", "children", "parent", "__weakref__")
+    __slots__ = ("ptr", "destroy", "children", "parents", "__weakref__")
     live = 0  # C objects held now, over every handle type (for leak tests)
 
-    def __init__(self, ptr, destroy, parent):
+    def __init__(self, ptr, destroy, parents):
         _Cell.live += 1
         self.ptr = ptr
         self.destroy = destroy
         self.children = set()
-        self.parent = parent
-        if parent is not None:
-            parent.children.add(self)
+        self.parents = [p for p in parents if p is not None]
+        for p in self.parents:
+            p.children.add(self)
 
     def close(self):
         if not self.ptr:
@@ -250,10 +251,11 @@ class _Cell:
             child.close()
         ptr, self.ptr = self.ptr, None
         _Cell.live -= 1
-        self.destroy(ptr)
-        if self.parent is not None:
-            self.parent.children.discard(self)
-            self.parent = None
+        if self.destroy is not None:
+            self.destroy(ptr)
+        for p in self.parents:
+            p.children.discard(self)
+        self.parents = []
 
 
 def live_handles():
@@ -268,10 +270,14 @@ class Handle:
 
     _destroy_name = None  # the C destroy function
 
-    def _init_handle(self, ptr, parent=None):
-        """Adopts a new C handle @p ptr created on @p parent (a Handle)."""
-        self._parent = parent
-        self._cell = _Cell(ptr, getattr(lib(), self._destroy_name), parent._cell if parent is not None else None)
+    def _init_handle(self, ptr, parent=None, owned=True):
+        """Adopts a new C handle @p ptr created on @p parent (a Handle, a
+        sequence of Handles, or None); @p owned False for a view of an object
+        another handle owns (never destroyed here)."""
+        parents = parent if isinstance(parent, (list, tuple)) else [parent]
+        self._parents = [p for p in parents if p is not None]
+        destroy = getattr(lib(), self._destroy_name) if owned else None
+        self._cell = _Cell(ptr, destroy, [p._cell for p in self._parents])
         self._finalizer = weakref.finalize(self, self._cell.close)
 
     def _ftq_ptr(self):

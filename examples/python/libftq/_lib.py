@@ -19,6 +19,9 @@ ABI_MAJOR = 0
 
 LOG_CALLBACK = CFUNCTYPE(None, c_void_p, c_int, c_char_p)
 TOKEN_CALLBACK = CFUNCTYPE(c_int, c_void_p, c_int32, c_size_t)
+TRAINER_LOG_CALLBACK = CFUNCTYPE(c_int, c_void_p, c_char_p)
+TRAINER_PROGRESS_CALLBACK = CFUNCTYPE(c_int, c_void_p, c_int64, c_int64, c_double, c_double, c_double)
+TRAINER_EVAL_CALLBACK = CFUNCTYPE(c_int, c_void_p, c_void_p, c_int64, POINTER(c_double))
 
 _H = c_void_p           # any opaque handle
 _PH = POINTER(c_void_p)  # handle out-parameter, or a pointer out-parameter
@@ -174,6 +177,29 @@ PROTOTYPES = {
     "ftq_batch_example_indices": (c_void_p, [_H]),
     "ftq_batch_num_examples": (c_int64, [_H]),
     "ftq_batch_position": (_S, [_H, _PI64, _PI64]),
+    # ftq_trainer.h
+    "ftq_model_forward_backward": (_S, [_H, _H, _H, c_uint64, c_uint64, c_double, POINTER(c_double), _PI64]),
+    "ftq_model_eval_batch": (_S, [_H, _H, POINTER(c_double), _PI64]),
+    "ftq_optimizer_create": (_S, [_H, _H, c_int64, _PH]),
+    "ftq_optimizer_destroy": (None, [_H]),
+    "ftq_optimizer_step": (_S, [_H, POINTER(c_double), POINTER(c_double), POINTER(c_int)]),
+    "ftq_optimizer_steps_done": (c_int64, [_H]),
+    "ftq_optimizer_learning_rate": (c_double, [_H]),
+    "ftq_trainer_create": (_S, [_H, _H, _H, _H, _PH]),
+    "ftq_trainer_destroy": (None, [_H]),
+    "ftq_trainer_set_log_callback": (_S, [_H, TRAINER_LOG_CALLBACK, c_void_p]),
+    "ftq_trainer_set_progress_callback": (_S, [_H, TRAINER_PROGRESS_CALLBACK, c_void_p]),
+    "ftq_trainer_set_eval_callback": (_S, [_H, TRAINER_EVAL_CALLBACK, c_void_p]),
+    "ftq_trainer_plan": (_S, [_H, _PH]),
+    "ftq_trainer_train": (_S, [_H]),
+    "ftq_trainer_step": (_S, [_H, POINTER(c_double)]),
+    "ftq_trainer_evaluate": (_S, [_H, POINTER(c_double)]),
+    "ftq_trainer_save_checkpoint": (_S, [_H, _STR]),
+    "ftq_trainer_load_checkpoint": (_S, [_H, _STR]),
+    "ftq_trainer_global_step": (c_int64, [_H]),
+    "ftq_trainer_total_steps": (c_int64, [_H]),
+    "ftq_trainer_nonfinite_steps": (c_int64, [_H]),
+    "ftq_trainer_optimizer": (c_void_p, [_H]),
 }
 
 

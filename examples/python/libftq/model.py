@@ -174,6 +174,17 @@ class Model(Handle):
         return Generation(list(out[:n_out.value]), FinishReason(reason.value))
 
 
+    def forward_backward(self, batch, **kwargs):
+        """See libftq.trainer.forward_backward()."""
+        from .trainer import forward_backward
+        return forward_backward(self, batch, **kwargs)
+
+    def eval_batch(self, batch):
+        """See libftq.trainer.eval_batch()."""
+        from .trainer import eval_batch
+        return eval_batch(self, batch)
+
+
 class Lora(Handle):
     """A LoRA adapter on a model (PEFT's LoraConfig names as keywords: r,
     lora_alpha, lora_dropout, target_modules, use_rslora, init_lora_weights,
