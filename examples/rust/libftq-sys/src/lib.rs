@@ -40,6 +40,10 @@ opaque! {
     ftq_dataset;
     /// A batch of token arrays.
     ftq_batch;
+    /// AdamW over an adapter's parameters.
+    ftq_optimizer;
+    /// The training loop.
+    ftq_trainer;
 }
 
 macro_rules! c_enums {
@@ -127,6 +131,17 @@ pub const FTQ_IGNORE_INDEX: i32 = -100;
 pub type ftq_log_callback = Option<unsafe extern "C" fn(user: *mut c_void, level: ftq_log_level, message: *const c_char)>;
 /// Receives each generated token; non-zero stops generation.
 pub type ftq_token_callback = Option<unsafe extern "C" fn(user: *mut c_void, token: i32, index: usize) -> c_int>;
+
+/// Receives each trainer log record (JSON text); non-zero stops training.
+pub type ftq_trainer_log_callback = Option<unsafe extern "C" fn(user: *mut c_void, record: *const c_char) -> c_int>;
+/// Called after every optimizer step; non-zero stops training.
+pub type ftq_trainer_progress_callback = Option<
+    unsafe extern "C" fn(user: *mut c_void, step: i64, total_steps: i64, loss: c_double, learning_rate: c_double,
+                         tokens_per_second: c_double) -> c_int,
+>;
+/// Called at each evaluation for a host metric; non-zero stops training.
+pub type ftq_trainer_eval_callback =
+    Option<unsafe extern "C" fn(user: *mut c_void, trainer: *mut ftq_trainer, step: i64, metric: *mut c_double) -> c_int>;
 
 macro_rules! ftq_functions {
     ($( fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? ; )*) => {
@@ -316,6 +331,38 @@ ftq_functions! {
     fn ftq_batch_example_indices(batch: *const ftq_batch) -> *const i64;
     fn ftq_batch_num_examples(batch: *const ftq_batch) -> i64;
     fn ftq_batch_position(batch: *const ftq_batch, epoch: *mut i64, index: *mut i64) -> ftq_status;
+    // ftq_trainer.h
+    fn ftq_model_forward_backward(model: *mut ftq_model, batch: *const ftq_batch, opts: *const ftq_options, seed: u64,
+                                  micro_step: u64, num_items: c_double, loss: *mut c_double, n_items: *mut i64)
+                                  -> ftq_status;
+    fn ftq_model_eval_batch(model: *mut ftq_model, batch: *const ftq_batch, loss_sum: *mut c_double,
+                            n_items: *mut i64) -> ftq_status;
+    fn ftq_optimizer_create(lora: *mut ftq_lora, opts: *const ftq_options, total_steps: i64,
+                            out: *mut *mut ftq_optimizer) -> ftq_status;
+    fn ftq_optimizer_destroy(opt: *mut ftq_optimizer);
+    fn ftq_optimizer_step(opt: *mut ftq_optimizer, grad_norm: *mut c_double, learning_rate: *mut c_double,
+                          skipped: *mut c_int) -> ftq_status;
+    fn ftq_optimizer_steps_done(opt: *const ftq_optimizer) -> i64;
+    fn ftq_optimizer_learning_rate(opt: *const ftq_optimizer) -> c_double;
+    fn ftq_trainer_create(model: *mut ftq_model, lora: *mut ftq_lora, data: *mut ftq_dataset, opts: *const ftq_options,
+                          out: *mut *mut ftq_trainer) -> ftq_status;
+    fn ftq_trainer_destroy(trainer: *mut ftq_trainer);
+    fn ftq_trainer_set_log_callback(trainer: *mut ftq_trainer, callback: ftq_trainer_log_callback,
+                                    user: *mut c_void) -> ftq_status;
+    fn ftq_trainer_set_progress_callback(trainer: *mut ftq_trainer, callback: ftq_trainer_progress_callback,
+                                         user: *mut c_void) -> ftq_status;
+    fn ftq_trainer_set_eval_callback(trainer: *mut ftq_trainer, callback: ftq_trainer_eval_callback,
+                                     user: *mut c_void) -> ftq_status;
+    fn ftq_trainer_plan(trainer: *mut ftq_trainer, json: *mut *mut c_char) -> ftq_status;
+    fn ftq_trainer_train(trainer: *mut ftq_trainer) -> ftq_status;
+    fn ftq_trainer_step(trainer: *mut ftq_trainer, loss: *mut c_double) -> ftq_status;
+    fn ftq_trainer_evaluate(trainer: *mut ftq_trainer, eval_loss: *mut c_double) -> ftq_status;
+    fn ftq_trainer_save_checkpoint(trainer: *mut ftq_trainer, dir: *const c_char) -> ftq_status;
+    fn ftq_trainer_load_checkpoint(trainer: *mut ftq_trainer, dir: *const c_char) -> ftq_status;
+    fn ftq_trainer_global_step(trainer: *const ftq_trainer) -> i64;
+    fn ftq_trainer_total_steps(trainer: *const ftq_trainer) -> i64;
+    fn ftq_trainer_nonfinite_steps(trainer: *const ftq_trainer) -> i64;
+    fn ftq_trainer_optimizer(trainer: *mut ftq_trainer) -> *mut ftq_optimizer;
 }
 
 #[cfg(test)]

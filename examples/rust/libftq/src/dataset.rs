@@ -71,7 +71,7 @@ impl Dataset {
         })
     }
 
-    fn as_ptr(&self) -> *mut sys::ftq_dataset {
+    pub(crate) fn as_ptr(&self) -> *mut sys::ftq_dataset {
         self.ptr.as_ptr()
     }
 
@@ -162,7 +162,7 @@ impl Batch {
         Ok(Batch { ptr: NonNull::new(out).expect("ftq_batch_create returned NULL") })
     }
 
-    fn as_ptr(&self) -> *mut sys::ftq_batch {
+    pub(crate) fn as_ptr(&self) -> *mut sys::ftq_batch {
         self.ptr.as_ptr()
     }
 

@@ -27,6 +27,7 @@ mod model;
 mod options;
 mod quantizer;
 mod tokenizer;
+mod trainer;
 mod util;
 
 pub use context::{cuda_device_count, Context, DeviceType, LogLevel, MemoryCategory};
@@ -37,6 +38,7 @@ pub use model::{FinishReason, Generate, Generation, Model, ParamKind};
 pub use options::{list_options, option_info, OptionInfo, OptionType, OptionValue, Options};
 pub use quantizer::{Floats, FloatsMut, QScheme, QStats, QTensor, Quantizer};
 pub use tokenizer::{decode, encode, json_string, SpecialToken, Tokenizer};
+pub use trainer::{Optimizer, OptimizerStep, Progress, Step, Trainer};
 
 /// The raw declarations, for what the safe API does not cover.
 pub use libftq_sys as sys;

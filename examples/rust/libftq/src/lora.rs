@@ -51,7 +51,7 @@ impl<'m> Lora<'m> {
         })
     }
 
-    fn as_ptr(&self) -> *mut sys::ftq_lora {
+    pub(crate) fn as_ptr(&self) -> *mut sys::ftq_lora {
         self.ptr.as_ptr()
     }
 
