@@ -3,6 +3,7 @@
 with __cuda_array_interface__; token-id sequences to int32 arrays."""
 import ctypes
 import enum
+import math
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -85,10 +86,7 @@ class FloatBuffer:
 
     @property
     def count(self):
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+        return math.prod(self.shape)
 
     def shape_array(self):
         return (ctypes.c_int64 * len(self.shape))(*self.shape)

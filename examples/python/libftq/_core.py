@@ -212,15 +212,12 @@ def construct(obj, parent, fn, *args):
     return obj
 
 
-def call_value(fn, *args):
-    """Calls a C function that returns a value (not a status) and may run
-    callbacks; re-raises a callback's exception."""
-    _tls.exc = None
-    value = fn(*args)
-    exc = _take_callback_exception()
-    if exc is not None:
-        raise exc
-    return value
+def out_value(ctype, fn, *args):
+    """Calls `fn(*args, &out)` (a status-returning C function with one
+    out-parameter of type @p ctype) and returns the value it wrote."""
+    v = ctype()
+    check(fn(*args, ctypes.byref(v)))
+    return v.value
 
 
 # ---------------------------------------------------------------------------

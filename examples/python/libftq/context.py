@@ -2,7 +2,7 @@
 import ctypes
 import enum
 
-from ._core import Handle, call, check, record_callback_exception
+from ._core import Handle, call, check, out_value, record_callback_exception
 from ._lib import LOG_CALLBACK, lib
 from .options import options_arg
 
@@ -116,6 +116,4 @@ class Context(Handle):
 
 def cuda_device_count():
     """Number of CUDA devices libftq can use (0 when CUDA is unavailable)."""
-    n = ctypes.c_int()
-    check(lib().ftq_cuda_device_count(ctypes.byref(n)))
-    return n.value
+    return out_value(ctypes.c_int, lib().ftq_cuda_device_count)

@@ -1,11 +1,12 @@
 """Tokenizer and chat templates (ftq_tokenizer.h), data sets and batches (ftq_dataset.h)."""
 import ctypes
 import enum
+import math
 import json
 from collections import namedtuple
 
 from . import _buffers
-from ._core import Handle, check, construct
+from ._core import Handle, check, construct, out_value
 from ._lib import lib
 from .options import options_arg
 
@@ -147,9 +148,7 @@ class Tokenizer(Handle):
     def token_to_id(self, token):
         """The id of a vocabulary entry ("<|im_end|>")."""
         data = _utf8(token)
-        v = ctypes.c_int32()
-        check(lib().ftq_tokenizer_token_to_id(self, data, len(data), ctypes.byref(v)))
-        return v.value
+        return out_value(ctypes.c_int32, lib().ftq_tokenizer_token_to_id, self, data, len(data))
 
     @property
     def vocab_size(self):
@@ -215,9 +214,7 @@ class Batch(Handle):
         np = _buffers.require_numpy("Batch arrays")
         if shape is None:
             shape = (self.rows, self.seq_len)
-        n = 1
-        for s in shape:
-            n *= s
+        n = math.prod(shape)
         ptr = fn(self)
         if not ptr or n <= 0:
             return np.zeros(shape, dtype=dtype)

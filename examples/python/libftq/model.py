@@ -5,7 +5,7 @@ import json
 from collections import namedtuple
 
 from . import _buffers
-from ._core import Handle, NotFoundError, call, check, construct, record_callback_exception
+from ._core import Handle, NotFoundError, call, check, construct, out_value, record_callback_exception
 from ._lib import TOKEN_CALLBACK, lib
 from .context import MemoryCategory, _category
 from .options import options_arg
@@ -84,15 +84,11 @@ class Model(Handle):
     # -- configuration ------------------------------------------------------
     def config_int(self, name):
         """An integer config.json field (hidden_size, vocab_size, ...)."""
-        v = ctypes.c_int64()
-        check(lib().ftq_model_config_int(self, name.encode(), ctypes.byref(v)))
-        return v.value
+        return out_value(ctypes.c_int64, lib().ftq_model_config_int, self, name.encode())
 
     def config_float(self, name):
         """A floating-point config.json field (rms_norm_eps, rope_theta, ...)."""
-        v = ctypes.c_double()
-        check(lib().ftq_model_config_float(self, name.encode(), ctypes.byref(v)))
-        return v.value
+        return out_value(ctypes.c_double, lib().ftq_model_config_float, self, name.encode())
 
     def config_string(self, name):
         """A text config.json field (architectures, model_type, torch_dtype, ...)."""
@@ -125,21 +121,15 @@ class Model(Handle):
 
     def parameter_count(self, kind=ParamKind.ALL):
         """Number of parameters of one ParamKind."""
-        v = ctypes.c_int64()
-        check(lib().ftq_model_parameter_count(self, int(_kind(kind)), ctypes.byref(v)))
-        return v.value
+        return out_value(ctypes.c_int64, lib().ftq_model_parameter_count, self, int(_kind(kind)))
 
     def parameter_bytes(self, kind=ParamKind.ALL):
         """Device bytes of the parameters of one ParamKind."""
-        v = ctypes.c_size_t()
-        check(lib().ftq_model_parameter_bytes(self, int(_kind(kind)), ctypes.byref(v)))
-        return v.value
+        return out_value(ctypes.c_size_t, lib().ftq_model_parameter_bytes, self, int(_kind(kind)))
 
     def memory(self, category=MemoryCategory.ALL):
         """Device bytes the model holds in one MemoryCategory."""
-        v = ctypes.c_size_t()
-        check(lib().ftq_model_memory(self, int(_category(category)), ctypes.byref(v)))
-        return v.value
+        return out_value(ctypes.c_size_t, lib().ftq_model_memory, self, int(_category(category)))
 
     # -- generation ---------------------------------------------------------
     def generate(self, prompt, *, seed=0, stop_sequences=None, callback=None, options=None, **kwargs):
@@ -219,16 +209,12 @@ class Lora(Handle):
     @property
     def num_parameters(self):
         """Trainable parameters (elements of every A and B)."""
-        v = ctypes.c_int64()
-        check(lib().ftq_lora_num_parameters(self, ctypes.byref(v)))
-        return v.value
+        return out_value(ctypes.c_int64, lib().ftq_lora_num_parameters, self)
 
     @property
     def scaling(self):
         """lora_alpha / r (or / sqrt(r) with use_rslora)."""
-        v = ctypes.c_double()
-        check(lib().ftq_lora_scaling(self, ctypes.byref(v)))
-        return v.value
+        return out_value(ctypes.c_double, lib().ftq_lora_scaling, self)
 
     def __len__(self):
         return lib().ftq_lora_tensor_count(self)
@@ -246,9 +232,7 @@ class Lora(Handle):
 
     def find_tensor(self, name):
         """Index of the tensor named @p name (with or without the adapter name)."""
-        v = ctypes.c_size_t()
-        check(lib().ftq_lora_find_tensor(self, name.encode(), ctypes.byref(v)))
-        return v.value
+        return out_value(ctypes.c_size_t, lib().ftq_lora_find_tensor, self, name.encode())
 
     def _index(self, key):
         if isinstance(key, str):

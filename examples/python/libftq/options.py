@@ -6,7 +6,7 @@ import enum
 import json
 from collections import namedtuple
 
-from ._core import Handle, OptionTypeError, Status, check
+from ._core import Handle, OptionTypeError, Status, check, out_value
 from ._lib import lib
 
 
@@ -29,9 +29,7 @@ def _text(b):
 
 
 def _index(name):
-    idx = ctypes.c_size_t()
-    check(lib().ftq_option_find(name.encode(), ctypes.byref(idx)))
-    return idx.value
+    return out_value(ctypes.c_size_t, lib().ftq_option_find, name.encode())
 
 
 def _info(i):
@@ -152,17 +150,11 @@ class Options(Handle):
         info = _info(_index(name))
         key = name.encode()
         if info.type == OptionType.INT:
-            v = ctypes.c_int64()
-            check(L.ftq_options_get_int(self, key, ctypes.byref(v)))
-            return v.value
+            return out_value(ctypes.c_int64, L.ftq_options_get_int, self, key)
         if info.type == OptionType.FLOAT:
-            v = ctypes.c_double()
-            check(L.ftq_options_get_float(self, key, ctypes.byref(v)))
-            return v.value
+            return out_value(ctypes.c_double, L.ftq_options_get_float, self, key)
         if info.type == OptionType.BOOL:
-            v = ctypes.c_int()
-            check(L.ftq_options_get_bool(self, key, ctypes.byref(v)))
-            return bool(v.value)
+            return bool(out_value(ctypes.c_int, L.ftq_options_get_bool, self, key))
         v = ctypes.c_char_p()
         check(L.ftq_options_get_string(self, key, ctypes.byref(v)))
         text = _text(v.value) or ""
@@ -172,9 +164,7 @@ class Options(Handle):
 
     def is_set(self, name):
         """True if @p name was set explicitly."""
-        v = ctypes.c_int()
-        check(lib().ftq_options_is_set(self, name.encode(), ctypes.byref(v)))
-        return bool(v.value)
+        return bool(out_value(ctypes.c_int, lib().ftq_options_is_set, self, name.encode()))
 
     def __contains__(self, name):
         return self.is_set(name)

@@ -3,10 +3,11 @@ NF4 / FP4 (optionally double-quantized) and INT8 on NumPy arrays, any
 buffer-protocol object, or device memory."""
 import ctypes
 import enum
+import math
 
 from . import _buffers
 from ._buffers import FloatType, MemoryLocation
-from ._core import Handle, check, construct
+from ._core import Handle, check, construct, out_value
 from ._lib import lib
 from .options import options_arg
 
@@ -63,9 +64,7 @@ class Quantizer(Handle):
     def quantized_bytes(self, shape):
         """Device bytes a tensor of @p shape takes once quantized."""
         ndim, dims = _shape_arg(shape)
-        v = ctypes.c_size_t()
-        check(lib().ftq_quantizer_quantized_bytes(self, ndim, dims, ctypes.byref(v)))
-        return v.value
+        return out_value(ctypes.c_size_t, lib().ftq_quantizer_quantized_bytes, self, ndim, dims)
 
     def quantize(self, src, *, dtype=None, shape=None, where=None):
         """Quantizes @p src; returns a QTensor on the context's device."""
@@ -159,10 +158,7 @@ class QTensor(Handle):
     @property
     def size(self):
         """Number of logical elements."""
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+        return math.prod(self.shape)
 
     @property
     def nbytes(self):

@@ -382,7 +382,8 @@ mod tests {
                 if head.contains(';') || head.contains('#') {
                     continue; // the macro's own definition, not a declaration
                 }
-                if let Some(name) = head.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).last() {
+                let words = head.split(|c: char| !(c.is_alphanumeric() || c == '_'));
+                if let Some(name) = words.filter(|w| !w.is_empty()).next_back() {
                     if name.starts_with("ftq_") {
                         out.insert(name.to_string());
                     }

@@ -73,6 +73,19 @@ impl From<Vec<&str>> for OptionValue {
     fn from(v: Vec<&str>) -> Self { OptionValue::Str(v.join(",")) }
 }
 
+/// A getter of one option type: the value, or OPTION_TYPE for another type.
+macro_rules! typed_getter {
+    ($(#[$doc:meta])* $name:ident, $variant:ident, $t:ty, $what:literal) => {
+        $(#[$doc])*
+        pub fn $name(&self, name: &str) -> Result<$t> {
+            match self.get(name)? {
+                OptionValue::$variant(v) => Ok(v),
+                _ => Err(Error::new(Status::OPTION_TYPE, format!("option '{name}' is not {} option", $what))),
+            }
+        }
+    };
+}
+
 /// One registered option.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OptionInfo {
@@ -271,37 +284,18 @@ impl Options {
         }
     }
 
-    /// An int option's value.
-    pub fn get_int(&self, name: &str) -> Result<i64> {
-        match self.get(name)? {
-            OptionValue::Int(v) => Ok(v),
-            _ => Err(Error::new(Status::OPTION_TYPE, format!("option '{name}' is not an int option"))),
-        }
-    }
-
-    /// A float option's value.
-    pub fn get_float(&self, name: &str) -> Result<f64> {
-        match self.get(name)? {
-            OptionValue::Float(v) => Ok(v),
-            _ => Err(Error::new(Status::OPTION_TYPE, format!("option '{name}' is not a float option"))),
-        }
-    }
-
-    /// A bool option's value.
-    pub fn get_bool(&self, name: &str) -> Result<bool> {
-        match self.get(name)? {
-            OptionValue::Bool(v) => Ok(v),
-            _ => Err(Error::new(Status::OPTION_TYPE, format!("option '{name}' is not a bool option"))),
-        }
-    }
-
-    /// A string option's value.
-    pub fn get_string(&self, name: &str) -> Result<String> {
-        match self.get(name)? {
-            OptionValue::Str(v) => Ok(v),
-            _ => Err(Error::new(Status::OPTION_TYPE, format!("option '{name}' is not a string option"))),
-        }
-    }
+    typed_getter!(
+        /// An int option's value.
+        get_int, Int, i64, "an int");
+    typed_getter!(
+        /// A float option's value.
+        get_float, Float, f64, "a float");
+    typed_getter!(
+        /// A bool option's value.
+        get_bool, Bool, bool, "a bool");
+    typed_getter!(
+        /// A string option's value.
+        get_string, Str, String, "a string");
 
     /// Sets options from a JSON object text; all keys are checked first.
     pub fn load_json(&mut self, json: &str) -> Result<()> {
