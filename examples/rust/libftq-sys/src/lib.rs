@@ -382,8 +382,8 @@ mod tests {
                 if head.contains(';') || head.contains('#') {
                     continue; // the macro's own definition, not a declaration
                 }
-                let words = head.split(|c: char| !(c.is_alphanumeric() || c == '_'));
-                if let Some(name) = words.filter(|w| !w.is_empty()).next_back() {
+                let mut words = head.split(|c: char| !(c.is_alphanumeric() || c == '_'));
+                if let Some(name) = words.rfind(|w| !w.is_empty()) {
                     if name.starts_with("ftq_") {
                         out.insert(name.to_string());
                     }
