@@ -158,3 +158,44 @@ def test_quantizer_options_errors(ctx):
         libftq.Quantizer(ctx, quant_blocksize=100)
     with pytest.raises(libftq.OptionRangeError):
         libftq.Quantizer(ctx, load_in_4bit=True, load_in_8bit=True)
+
+
+class FakeDeviceArray:
+    """An object exposing __cuda_array_interface__ over host memory: on a CPU
+    context device memory is host memory, so the device path can be run."""
+
+    def __init__(self, arr):
+        self.arr = arr
+        self.__cuda_array_interface__ = {"data": (arr.ctypes.data, False), "shape": arr.shape,
+                                         "typestr": arr.dtype.str, "strides": None, "version": 3}
+
+
+def test_device_arrays_and_output_checks(ctx):
+    x = np.linspace(-2, 2, 128, dtype=np.float32).reshape(2, 64)
+    with libftq.Quantizer(ctx, bnb_4bit_quant_type="fp4") as q:
+        ref = q.fake_quantize(x)
+        out = np.zeros_like(x)
+        with q.quantize(FakeDeviceArray(x)) as t:
+            assert t.shape == (2, 64)
+            t.dequantize_into(FakeDeviceArray(out))
+        np.testing.assert_array_equal(out, ref)
+        out[:] = 0
+        q.fake_quantize(FakeDeviceArray(x), FakeDeviceArray(out))
+        np.testing.assert_array_equal(out, ref)
+        with pytest.raises(TypeError, match="float32 or float16"):
+            q.quantize(FakeDeviceArray(np.zeros(4, np.int32)))
+        # dtype given as a NumPy dtype, a FloatType, or a name; mismatched outputs are refused
+        assert q.fake_quantize(x, dtype=np.float16).dtype == np.float16
+        assert q.fake_quantize(x, dtype=libftq.FloatType.FLOAT32).dtype == np.float32
+        with pytest.raises(TypeError, match="float16"):
+            q.fake_quantize(x, np.zeros(x.shape, np.float16))
+        with pytest.raises(TypeError, match="float32 or float16"):
+            q.fake_quantize(x, np.zeros(x.shape, np.float64))
+        with pytest.raises(ValueError, match="C-contiguous"):
+            q.fake_quantize(x, np.zeros((64, 2), np.float32).T)
+        ro = np.zeros_like(x)
+        ro.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            q.fake_quantize(x, ro)
+        with pytest.raises(ValueError, match="unsupported"):
+            q.quantize(x, dtype=np.int8)

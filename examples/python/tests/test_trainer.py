@@ -156,6 +156,8 @@ def test_callbacks_stop_and_raise(ctx, model_dir, data):
             assert isinstance(e.value.__cause__, libftq.CancelledError)
             assert t.global_step == 4
             t.set_progress_callback(None)
+            t.set_eval_callback(lambda trainer, step: None)
+            t.set_eval_callback(None)
             assert t.step() > 0 and not t.stop_requested
             assert t.train() is True and t.global_step == 6
 
