@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds and tests the Rust crates offline against a given libftq build
 # folder, then runs the seed-flow example on a tiny model.
-# usage: run-cargo.sh <cargo> <folder of libftq.so> <cargo target folder>
+# usage: run-cargo.sh <cargo> <folder of libftq.so> <cargo target folder>   (env FTQ_CARGO overrides cargo)
 set -euo pipefail
-cargo=${1:-cargo}
-export FTQ_LIB_DIR=$2
-export CARGO_TARGET_DIR=$3
+cargo=${FTQ_CARGO:-$1}
+command -v "$cargo" >/dev/null 2>&1 || cargo=cargo  # not found at configure time: try PATH now
+export FTQ_LIB_DIR=$(realpath "$2")
+export CARGO_TARGET_DIR=$(realpath -m "$3")
 cd "$(dirname "$0")/../../examples/rust"
 if ! command -v "$cargo" >/dev/null 2>&1; then
   if [ "${FTQ_REQUIRE_BINDINGS:-0}" = 1 ]; then echo "FAILED: cargo not found"; exit 1; fi

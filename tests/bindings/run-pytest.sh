@@ -4,13 +4,14 @@
 # usage: run-pytest.sh <python> <libftq.so>   (env FTQ_PYTHON overrides the interpreter)
 set -euo pipefail
 python=${FTQ_PYTHON:-$1}
-export FTQ_LIBRARY=$2
+command -v "$python" >/dev/null 2>&1 || python=python3  # not found at configure time: try PATH now
+export FTQ_LIBRARY=$(realpath "$2")
 cd "$(dirname "$0")/../.."
 skip() {
   if [ "${FTQ_REQUIRE_BINDINGS:-0}" = 1 ]; then echo "FAILED: $*"; exit 1; fi
   echo "SKIPPED: $*"; exit 77
 }
-[ -n "$python" ] && command -v "$python" >/dev/null || skip "no Python interpreter (set FTQ_PYTHON)"
+command -v "$python" >/dev/null || skip "no Python interpreter (set FTQ_PYTHON)"
 "$python" -c "import numpy, pytest" 2>/dev/null || skip "$python lacks numpy or pytest (pip install numpy pytest)"
 export PYTHONDONTWRITEBYTECODE=1
 "$python" -m pytest -q -p no:cacheprovider examples/python/tests
