@@ -109,8 +109,8 @@ def main():
                       f"{record.get('tokens_per_second', 0):.0f} tokens/s")
 
         with libftq.Trainer(model, lora, data, max_steps=a.steps, learning_rate=5e-4, lr_scheduler_type="cosine",
-                            warmup_ratio=0.03, max_grad_norm=0.3, weight_decay=0.001, logging_steps=max(a.steps // 10, 1),
-                            on_log=on_log) as trainer:
+                            warmup_ratio=0.03, max_grad_norm=0.3, weight_decay=0.001,
+                            logging_steps=max(a.steps // 10, 1), on_log=on_log) as trainer:
             plan = trainer.plan()
             print(f"memory plan: {json.dumps(plan)[:160]}...")
             trainer.train()

@@ -163,7 +163,6 @@ class Model(Handle):
                  cap, ctypes.byref(n_out), ctypes.byref(reason))
         return Generation(list(out[:n_out.value]), FinishReason(reason.value))
 
-
     def forward_backward(self, batch, **kwargs):
         """See libftq.trainer.forward_backward()."""
         from .trainer import forward_backward

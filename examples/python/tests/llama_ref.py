@@ -15,7 +15,8 @@ def random_llama(folder, cfg, seed=0):
     h, i, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     nh, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = h // nh
-    w = {"model.embed_tokens.weight": rng.standard_normal((v, h)), "model.norm.weight": 1 + 0.1 * rng.standard_normal(h),
+    w = {"model.embed_tokens.weight": rng.standard_normal((v, h)),
+         "model.norm.weight": 1 + 0.1 * rng.standard_normal(h),
          "lm_head.weight": rng.standard_normal((v, h)) / np.sqrt(h)}
     for layer in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{layer}."

@@ -112,8 +112,8 @@ def test_three_levels_agree(ctx, model_dir, data):
 def test_learns_and_logs(ctx, model_dir, data):
     folder, _ = model_dir
     records, progress = [], []
-    with libftq.Model.load(ctx, folder) as model, libftq.Lora(model, r=8, lora_alpha=16,
-                                                               target_modules="all-linear") as lora:
+    with libftq.Model.load(ctx, folder) as model, \
+            libftq.Lora(model, r=8, lora_alpha=16, target_modules="all-linear") as lora:
         with libftq.Trainer(model, lora, data, max_steps=30, learning_rate=0.02, logging_steps=10,
                             on_log=records.append, on_progress=lambda *a: progress.append(a)) as t:
             plan = t.plan()
