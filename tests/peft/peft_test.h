@@ -13,6 +13,7 @@
 
 #include "io/safetensors.h"
 #include "model/graph.h"
+#include "quant/bnb_format.h"
 #include "test_util.h"
 
 #define REF_DIR "tests/ref/peft"
@@ -145,6 +146,35 @@ static inline void pt_write(const char *path, const char *text) {
     exit(1);
   }
   fclose(f);
+}
+
+/* A model folder's tensors as ftq_qtensor_from_bnb4 looks them up. */
+typedef struct pt_bnb_view {
+  const ftq_st_set *set;
+  ftq_named_tensor t[8]; /* every result stays valid during one call */
+  int used;
+} pt_bnb_view;
+
+static inline const ftq_named_tensor *pt_bnb_lookup(void *user, const char *name) {
+  pt_bnb_view *v = user;
+  const ftq_st_tensor *s = ftq_st_set_find(v->set, name);
+  if (!s || s->ndim > FTQ_MAX_DIMS || v->used == 8) return NULL;
+  ftq_named_tensor *t = &v->t[v->used++];
+  memset(t, 0, sizeof *t);
+  t->name = s->name;
+  t->dtype = s->dtype;
+  t->ndim = s->ndim;
+  for (int d = 0; d < s->ndim; d++) t->shape[d] = s->shape[d];
+  t->data = s->data;
+  t->bytes = s->bytes;
+  return t;
+}
+
+/* The 4-bit weight `prefix` ("model.layers.0.mlp.down_proj.") of a saved
+ * bitsandbytes checkpoint, as a qtensor on ctx (release it). */
+static inline void pt_bnb_qtensor(ftq_context *ctx, const ftq_st_set *set, const char *prefix, ftq_qtensor *q) {
+  pt_bnb_view v = {set, {{0}}, 0};
+  REQUIRE_OK(ftq_qtensor_from_bnb4(ctx, pt_bnb_lookup, &v, prefix, FTQ_MEM_WEIGHTS, q));
 }
 
 #endif /* FTQ_TEST_PEFT_TEST_H */
