@@ -26,5 +26,6 @@
 #include "ftq_dataset.h"
 #include "ftq_lora.h"
 #include "ftq_generate.h"
+#include "ftq_trainer.h"
 
 #endif /* LIBFTQ_FTQ_H */

@@ -12,6 +12,7 @@ extern const ftq_option_table ftq_data_options;
 extern const ftq_option_table ftq_lora_options;
 extern const ftq_option_table ftq_generate_options;
 extern const ftq_option_table ftq_graph_options;
+extern const ftq_option_table ftq_train_options;
 extern const ftq_option_table ftq_peft_options;
 extern const ftq_option_table ftq_qat_options;
 extern const ftq_option_table ftq_merge_options;
@@ -26,6 +27,7 @@ const ftq_option_table *const ftq_option_tables[] = {
     &ftq_lora_options,
     &ftq_generate_options,
     &ftq_graph_options,
+    &ftq_train_options,
     &ftq_peft_options,
     &ftq_qat_options,
     &ftq_merge_options,
