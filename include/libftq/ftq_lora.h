@@ -71,7 +71,8 @@ typedef struct ftq_lora ftq_lora;
  * @param out receives the adapter; destroy it with ftq_lora_destroy()
  * @return FTQ_OK; FTQ_ERR_INVALID_ARGUMENT; an option error naming the
  *         option; FTQ_ERR_UNSUPPORTED for settings libftq does not implement
- *         (bias other than "none"); FTQ_ERR_OUT_OF_MEMORY /
+ *         (bias other than "none"; `qat` on a device other than the CPU);
+ *         FTQ_ERR_OUT_OF_MEMORY /
  *         FTQ_ERR_DEVICE_OUT_OF_MEMORY
  */
 FTQ_API ftq_status ftq_lora_create(ftq_model *model, const char *adapter_name, const ftq_options *opts,
