@@ -20,12 +20,7 @@
 
 #include "common/cli.h"
 #include "common/report.h"
-
-static void print_log(void *user, ftq_log_level level, const char *msg) {
-  static const char *names[] = {"error", "warn", "info", "debug"};
-  (void)user;
-  fprintf(stderr, "[%s] %s\n", names[level], msg);
-}
+#include "common/setup.h"
 
 /* A JSON string literal of `s` (heap). */
 static char *json_quote(const char *s) {
@@ -148,11 +143,8 @@ int main(int argc, char **argv) {
   int32_t *ids = NULL, *out = NULL;
   size_t n_ids = 0;
   stream s = {0};
-  ftq_status st = ftq_context_create(device, opts, &ctx);
-  if (st == FTQ_OK && !quiet) ftq_context_set_log_callback(ctx, print_log, NULL);
-  if (st == FTQ_OK) st = ftq_model_load(ctx, model_path, opts, &model);
-  if (st == FTQ_OK && adapter) st = ftq_lora_load(model, adapter, NULL, opts, &lora);
-  if (st == FTQ_OK && lora) st = ftq_lora_set_active(lora, 1);
+  ftq_status st = ftq_example_open(device, opts, quiet ? -1 : FTQ_LOG_INFO, model_path, opts, adapter, &ctx, &model,
+                                   &lora);
   if (st == FTQ_OK) st = ftq_tokenizer_load(tok_path ? tok_path : model_path, opts, &tok);
   if (st == FTQ_OK && prompt) {
     st = ftq_tokenizer_encode(tok, prompt, strlen(prompt), FTQ_ENCODE_ADD_SPECIAL, &ids, &n_ids);

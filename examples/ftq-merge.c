@@ -19,12 +19,7 @@
 #include <string.h>
 
 #include "common/cli.h"
-
-static void print_log(void *user, ftq_log_level level, const char *msg) {
-  static const char *names[] = {"error", "warn", "info", "debug"};
-  (void)user;
-  if (level <= FTQ_LOG_INFO) fprintf(stderr, "[%s] %s\n", names[level], msg);
-}
+#include "common/setup.h"
 
 int main(int argc, char **argv) {
   const char *model_path = NULL, *adapter = NULL, *output = NULL, *dequantize = NULL, *device = "cpu";
@@ -55,10 +50,7 @@ int main(int argc, char **argv) {
   ftq_lora *lora = NULL;
   ftq_status st = ftq_options_copy(opts, &save_opts);
   if (st == FTQ_OK && dequantize) st = ftq_options_unset(save_opts, "load_in_4bit");
-  if (st == FTQ_OK) st = ftq_context_create(device, opts, &ctx);
-  if (st == FTQ_OK) st = ftq_context_set_log_callback(ctx, print_log, NULL);
-  if (st == FTQ_OK) st = ftq_model_load(ctx, model_path, opts, &model);
-  if (st == FTQ_OK && adapter) st = ftq_lora_load(model, adapter, NULL, opts, &lora);
+  if (st == FTQ_OK) st = ftq_example_open(device, opts, FTQ_LOG_INFO, model_path, opts, adapter, &ctx, &model, &lora);
   if (st == FTQ_OK) st = ftq_model_save_merged(model, lora, output, save_opts);
   if (st == FTQ_OK) {
     printf("%s%s%s written to %s\n", model_path, adapter ? " + " : "", adapter ? adapter : "", output);

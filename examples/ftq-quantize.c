@@ -20,12 +20,7 @@
 #include <string.h>
 
 #include "common/cli.h"
-
-static void print_log(void *user, ftq_log_level level, const char *msg) {
-  static const char *names[] = {"error", "warn", "info", "debug"};
-  (void)user;
-  if (level <= FTQ_LOG_WARN) fprintf(stderr, "[%s] %s\n", names[level], msg);
-}
+#include "common/setup.h"
 
 static const char *const PROJ[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                     "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
@@ -140,9 +135,7 @@ int main(int argc, char **argv) {
   ftq_status st = ftq_options_copy(opts, &load_opts);
   if (st == FTQ_OK) st = ftq_options_unset(load_opts, "load_in_4bit");
   if (st == FTQ_OK) st = ftq_options_unset(load_opts, "load_in_8bit");
-  if (st == FTQ_OK) st = ftq_context_create(device, opts, &ctx);
-  if (st == FTQ_OK) st = ftq_context_set_log_callback(ctx, print_log, NULL);
-  if (st == FTQ_OK) st = ftq_model_load(ctx, model_path, load_opts, &model);
+  if (st == FTQ_OK) st = ftq_example_open(device, opts, FTQ_LOG_WARN, model_path, load_opts, NULL, &ctx, &model, NULL);
   if (st == FTQ_OK) st = ftq_quantizer_create(ctx, opts, &q);
   if (st == FTQ_OK) st = report(model, q, json != NULL);
   if (st == FTQ_OK && output) {

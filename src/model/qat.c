@@ -59,57 +59,49 @@ ftq_status ftq_qat_weight(const struct ftq_lora *l, int64_t layer, int proj, flo
   return st;
 }
 
-/* A NONE-scheme qtensor viewing the f32 scratch weight. */
-static void weight_view(const struct ftq_lora *l, const ftq_qtensor *w, float *wbuf, ftq_qtensor *v) {
-  memset(v, 0, sizeof *v);
-  v->ctx = l->model->ctx;
-  v->scheme = FTQ_QSCHEME_NONE;
-  v->ndim = 2;
-  v->shape[0] = w->shape[0];
-  v->shape[1] = w->shape[1];
-  v->orig_dtype = FTQ_DTYPE_F32;
-  v->plain = ftq_tensor_view(wbuf, FTQ_DTYPE_F32, 2, w->shape);
-}
-
-ftq_status ftq_qat_linear_forward(const struct ftq_lora *l, int64_t layer, int proj, const ftq_linear_args *a,
-                                  float *wbuf) {
+/* The two halves of a QAT linear operation, forward or backward: the base
+ * part on fake_quant(W') as an f32 NONE-scheme weight with no LoRA (when
+ * `base` is set: y, or dx), then the LoRA part alone without dropout and
+ * without the base product (y / dx NULL: t = x A^T, or the gradients). */
+static ftq_status run(const struct ftq_lora *l, int64_t layer, int proj, const ftq_linear_args *a, float *wbuf,
+                      int backward) {
   ftq_context *ctx = l->model->ctx;
   FTQ_TRY(ftq_qat_check_device(ctx));
-  if (a->y) { /* y = x fake_quant(W')^T + bias */
-    ftq_qtensor v;
+  ftq_status (*op)(void *, const ftq_linear_args *) = backward ? ctx->be->linear_backward : ctx->be->linear;
+  if (backward ? a->dx != NULL : a->y != NULL) {
     FTQ_TRY(ftq_qat_weight(l, layer, proj, wbuf));
-    weight_view(l, a->w, wbuf, &v);
-    ftq_linear_args b = *a;
-    b.w = &v;
-    b.r = 0;
-    FTQ_TRY(ctx->be->linear(ctx->be_ctx, &b));
-  }
-  /* t = x A^T, what the straight-through gradient of B needs */
-  ftq_linear_args c = *a;
-  c.y = NULL;
-  c.dropout = 0.0f;
-  c.mask = NULL;
-  return ctx->be->linear(ctx->be_ctx, &c);
-}
-
-ftq_status ftq_qat_linear_backward(const struct ftq_lora *l, int64_t layer, int proj, const ftq_linear_args *a,
-                                   float *wbuf) {
-  ftq_context *ctx = l->model->ctx;
-  FTQ_TRY(ftq_qat_check_device(ctx));
-  if (a->dx) { /* dx (+)= dy fake_quant(W') */
     ftq_qtensor v;
-    FTQ_TRY(ftq_qat_weight(l, layer, proj, wbuf));
-    weight_view(l, a->w, wbuf, &v);
+    memset(&v, 0, sizeof v);
+    v.ctx = ctx;
+    v.scheme = FTQ_QSCHEME_NONE;
+    v.ndim = 2;
+    v.shape[0] = a->w->shape[0];
+    v.shape[1] = a->w->shape[1];
+    v.orig_dtype = FTQ_DTYPE_F32;
+    v.plain = ftq_tensor_view(wbuf, FTQ_DTYPE_F32, 2, v.shape);
     ftq_linear_args b = *a;
     b.w = &v;
     b.r = 0;
     b.grad_a = b.grad_b = NULL;
-    FTQ_TRY(ctx->be->linear_backward(ctx->be_ctx, &b));
+    FTQ_TRY(op(ctx->be_ctx, &b));
   }
-  /* dB += scaling dy^T t, dA += scaling (dy B)^T x: fake_quant passed straight through */
   ftq_linear_args c = *a;
+  c.y = NULL;
   c.dx = NULL;
   c.dropout = 0.0f;
   c.mask = NULL;
-  return ctx->be->linear_backward(ctx->be_ctx, &c);
+  return op(ctx->be_ctx, &c);
+}
+
+/* Forward: y = x fake_quant(W')^T + bias, and t = x A^T for the backward. */
+ftq_status ftq_qat_linear_forward(const struct ftq_lora *l, int64_t layer, int proj, const ftq_linear_args *a,
+                                  float *wbuf) {
+  return run(l, layer, proj, a, wbuf, 0);
+}
+
+/* Backward: dx (+)= dy fake_quant(W'); dB += scaling dy^T t and
+ * dA += scaling (dy B)^T x, fake_quant passed straight through. */
+ftq_status ftq_qat_linear_backward(const struct ftq_lora *l, int64_t layer, int proj, const ftq_linear_args *a,
+                                   float *wbuf) {
+  return run(l, layer, proj, a, wbuf, 1);
 }

@@ -14,23 +14,13 @@
 #include "io/safetensors.h"
 #include "model/graph.h"
 #include "quant/bnb_format.h"
+#include "model/cpu_context.h"
 #include "test_util.h"
 
 #define REF_DIR "tests/ref/peft"
 #define TINY REF_DIR "/tiny"
 #define ROWS 2
 #define SEQ 9
-
-/* The CPU context of the tests: two worker threads, as on CI. */
-static inline ftq_context *pt_context(void) {
-  ftq_options *o;
-  REQUIRE_OK(ftq_options_create(&o));
-  REQUIRE_OK(ftq_options_set_int(o, "num_threads", 2));
-  ftq_context *ctx;
-  REQUIRE_OK(ftq_context_create("cpu", o, &ctx));
-  ftq_options_destroy(o);
-  return ctx;
-}
 
 /* ref.safetensors: the batch and the logits PyTorch computed. */
 typedef struct pt_ref {
@@ -57,6 +47,28 @@ static inline const float *pt_ref_logits(const pt_ref *r, const char *name) {
     exit(1);
   }
   return t->data;
+}
+
+/* What every test here starts from: a CPU context, the reference batch and
+ * logits, and the tiny model. */
+typedef struct pt_env {
+  ftq_context *ctx;
+  pt_ref r;
+  ftq_model *m;
+} pt_env;
+
+static inline void pt_env_open(pt_env *e) {
+  e->ctx = test_cpu_context();
+  pt_ref_open(&e->r);
+  REQUIRE_OK(ftq_model_load(e->ctx, TINY, NULL, &e->m));
+}
+
+/* Frees the environment and returns the test's exit code. */
+static inline int pt_env_close(pt_env *e, const char *test) {
+  ftq_model_destroy(e->m);
+  ftq_safetensors_close(e->r.f);
+  ftq_context_destroy(e->ctx);
+  return test_finish(test);
 }
 
 /* Logits of the model (its active adapter applied) on the batch: a new array. */

@@ -357,27 +357,21 @@ static void check_errors(ftq_model *m, const ftq_lora *l, const char *tmp) {
 }
 
 int main(void) {
-  ftq_context *ctx = pt_context();
-  pt_ref r;
-  pt_ref_open(&r);
-  ftq_model *m;
+  pt_env e;
+  pt_env_open(&e);
   ftq_lora *l;
-  REQUIRE_OK(ftq_model_load(ctx, TINY, NULL, &m));
-  REQUIRE_OK(ftq_lora_load(m, QVOD, NULL, NULL, &l));
+  REQUIRE_OK(ftq_lora_load(e.m, QVOD, NULL, NULL, &l));
   REQUIRE_OK(ftq_lora_set_active(l, 1));
   char *tmp = pt_tmpdir();
 
-  check_merged_weights(m, l);
-  check_save_f32(m, l, &r, tmp);
-  check_save_nf4(m, l, tmp);
-  check_nf4_base(ctx, tmp);
-  check_gguf_base(ctx, tmp);
-  check_errors(m, l, tmp);
+  check_merged_weights(e.m, l);
+  check_save_f32(e.m, l, &e.r, tmp);
+  check_save_nf4(e.m, l, tmp);
+  check_nf4_base(e.ctx, tmp);
+  check_gguf_base(e.ctx, tmp);
+  check_errors(e.m, l, tmp);
 
   pt_rmtree(tmp);
   ftq_lora_destroy(l);
-  ftq_model_destroy(m);
-  ftq_safetensors_close(r.f);
-  ftq_context_destroy(ctx);
-  return test_finish("test_merge");
+  return pt_env_close(&e, "test_merge");
 }

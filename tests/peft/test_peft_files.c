@@ -246,25 +246,23 @@ static void check_option_booleans(void) {
 }
 
 int main(void) {
-  ftq_context *ctx = pt_context();
-  pt_ref r;
-  pt_ref_open(&r);
-  ftq_model *m;
-  REQUIRE_OK(ftq_model_load(ctx, TINY, NULL, &m));
-  check_logits(m, &r, "logits_base", "base model");
+  pt_env e;
+  pt_env_open(&e);
+  ftq_model *m = e.m;
+  check_logits(m, &e.r, "logits_base", "base model");
 
-  ftq_lora *all = load_and_check(m, &r, REF_DIR "/adapter_all", "logits_all");
+  ftq_lora *all = load_and_check(m, &e.r, REF_DIR "/adapter_all", "logits_all");
   double s = 0;
   CHECK_OK(ftq_lora_scaling(all, &s));
   CHECK_MSG(fabs(s - 16.0 / sqrt(8.0)) < 1e-6, "use_rslora scaling %g", s);
   CHECK(ftq_lora_tensor_count(all) == 2 * 2 * 7);
-  ftq_lora *qvod = load_and_check(m, &r, REF_DIR "/adapter_qvod", "logits_qvod");
+  ftq_lora *qvod = load_and_check(m, &e.r, REF_DIR "/adapter_qvod", "logits_qvod");
   CHECK(ftq_lora_tensor_count(qvod) == 2 * 2 * 4);
-  ftq_lora *old = load_and_check(m, &r, REF_DIR "/adapter_old", "logits_qvod");
+  ftq_lora *old = load_and_check(m, &e.r, REF_DIR "/adapter_old", "logits_qvod");
   ftq_lora_set_active(qvod, 1);
 
   check_json_writer();
-  if (qvod) check_save(m, qvod, &r);
+  if (qvod) check_save(m, qvod, &e.r);
   check_config_errors(m);
   check_tensor_errors(m);
   check_missing(m);
@@ -273,8 +271,5 @@ int main(void) {
   ftq_lora_destroy(old);
   ftq_lora_destroy(qvod);
   ftq_lora_destroy(all);
-  ftq_model_destroy(m);
-  ftq_safetensors_close(r.f);
-  ftq_context_destroy(ctx);
-  return test_finish("test_peft_files");
+  return pt_env_close(&e, "test_peft_files");
 }

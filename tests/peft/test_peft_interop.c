@@ -47,7 +47,7 @@ int main(void) {
     pt_rmtree(dir);
     return 1;
   }
-  ftq_context *ctx = pt_context();
+  ftq_context *ctx = test_cpu_context();
   ftq_safetensors *ref;
   snprintf(path, sizeof path, "%s/ref.safetensors", dir);
   REQUIRE_OK(ftq_safetensors_open(path, &ref));

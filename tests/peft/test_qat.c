@@ -107,11 +107,31 @@ static void check_off(ftq_model *m, const pt_ref *r) {
 }
 
 /* The QAT forward pass is the model with fake-quantized merged weights. */
-static void check_forward(ftq_context *ctx, ftq_model *m, const pt_ref *r) {
-  ftq_options *o = nf4_options("nf4", 1);
+/* A QAT adapter (NF4 with double quantization for the unquantized base)
+ * and the stand-alone quantizer with the same settings. */
+typedef struct qat_setup {
+  ftq_options *o;
   ftq_quantizer *q;
-  REQUIRE_OK(ftq_quantizer_create(ctx, o, &q));
-  ftq_lora *l = load_active(m, "qat", o);
+  ftq_lora *l;
+} qat_setup;
+
+static void qat_open(ftq_context *ctx, ftq_model *m, qat_setup *s) {
+  s->o = nf4_options("nf4", 1);
+  REQUIRE_OK(ftq_quantizer_create(ctx, s->o, &s->q));
+  s->l = load_active(m, "qat", s->o);
+}
+
+static void qat_close(qat_setup *s) {
+  ftq_lora_destroy(s->l);
+  ftq_quantizer_destroy(s->q);
+  ftq_options_destroy(s->o);
+}
+
+static void check_forward(ftq_context *ctx, ftq_model *m, const pt_ref *r) {
+  qat_setup qs;
+  qat_open(ctx, m, &qs);
+  ftq_lora *l = qs.l;
+  ftq_quantizer *q = qs.q;
   float *got = pt_logits(m, r->ids);
   ftq_model *ref;
   REQUIRE_OK(ftq_model_load(ctx, TINY, NULL, &ref));
@@ -141,9 +161,7 @@ static void check_forward(ftq_context *ctx, ftq_model *m, const pt_ref *r) {
   free(got);
   free(want);
   ftq_model_destroy(ref);
-  ftq_lora_destroy(l);
-  ftq_quantizer_destroy(q);
-  ftq_options_destroy(o);
+  qat_close(&qs);
 }
 
 /* NF4 base: QAT uses the base's quantization (the options ask for fp4) and
@@ -186,10 +204,10 @@ static void check_merged_model(ftq_context *ctx, const pt_ref *r) {
 
 /* Straight-through gradients against the surrogate model. */
 static void check_gradients(ftq_context *ctx, ftq_model *m, const pt_ref *r) {
-  ftq_options *o = nf4_options("nf4", 1);
-  ftq_quantizer *q;
-  REQUIRE_OK(ftq_quantizer_create(ctx, o, &q));
-  ftq_lora *l = load_active(m, "qat", o);
+  qat_setup qs;
+  qat_open(ctx, m, &qs);
+  ftq_lora *l = qs.l;
+  ftq_quantizer *q = qs.q;
   float *g_qat, *g_ckpt, *g_drop;
   size_t n;
   double loss_qat = loss_grads(m, l, r->ids, 0, 0, &g_qat, &n);
@@ -279,25 +297,15 @@ static void check_gradients(ftq_context *ctx, ftq_model *m, const pt_ref *r) {
   free(g_sur);
   ftq_lora_destroy(ls);
   ftq_model_destroy(s);
-  ftq_lora_destroy(l);
-  ftq_quantizer_destroy(q);
-  ftq_options_destroy(o);
+  qat_close(&qs);
 }
 
 int main(void) {
-  ftq_context *ctx = pt_context();
-  pt_ref r;
-  pt_ref_open(&r);
-  ftq_model *m;
-  REQUIRE_OK(ftq_model_load(ctx, TINY, NULL, &m));
-
-  check_off(m, &r);
-  check_forward(ctx, m, &r);
-  check_merged_model(ctx, &r);
-  check_gradients(ctx, m, &r);
-
-  ftq_model_destroy(m);
-  ftq_safetensors_close(r.f);
-  ftq_context_destroy(ctx);
-  return test_finish("test_qat");
+  pt_env e;
+  pt_env_open(&e);
+  check_off(e.m, &e.r);
+  check_forward(e.ctx, e.m, &e.r);
+  check_merged_model(e.ctx, &e.r);
+  check_gradients(e.ctx, e.m, &e.r);
+  return pt_env_close(&e, "test_qat");
 }
