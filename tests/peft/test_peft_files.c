@@ -225,6 +225,11 @@ static void check_missing(struct ftq_model *m) {
   expect_refused(m, dir, FTQ_ERR_NOT_FOUND, "adapter_model.safetensors");
   pt_write(pt_path(dir, "adapter_model.bin"), "pickle");
   expect_refused(m, dir, FTQ_ERR_UNSUPPORTED, "adapter_model.bin");
+  /* a truncated weights file, a configuration that is not an object */
+  pt_write(pt_path(dir, "adapter_model.safetensors"), "\x40\0\0\0\0\0\0\0{\"__metadata__\"");
+  expect_refused(m, dir, FTQ_ERR_FORMAT, "adapter_model.safetensors");
+  pt_write(pt_path(dir, "adapter_config.json"), "[1, 2]");
+  expect_refused(m, dir, FTQ_ERR_FORMAT, "not a JSON object");
   pt_rmtree(dir);
 }
 
