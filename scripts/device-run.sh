@@ -17,6 +17,9 @@ set -uo pipefail
 OUT=${OUT:-/tmp/ftq-out}
 mkdir -p "$OUT"
 steps=${*:-build test sanitize bench bench-quant bench-step}
+# e2e: the fine-tuning job on SmolLM2 (the GGUF travels split in .m1 .m2 .m3,
+#      which may come in successive calls to a warm machine: the 64 MiB limit)
+# bench-load: bench_load on a 7B-shaped folder next to transformers' from_pretrained
 has() { [[ " $steps " == *" $1 "* ]]; }
 deps=/tmp/ftq-deps
 mkdir -p $deps
@@ -155,6 +158,34 @@ for r in rows:
     print(f"{r['impl']:34} {r.get('mode', r.get('quant', '')):9} {r['step_ms']:8.1f} {r['tokens_per_s']:8.1f} "
           f"{r['peak_mem_gib']:8.2f}  {extra}")
 PY
+fi
+
+if has e2e; then
+  gguf=/tmp/SmolLM2-135M-Instruct.Q4_1.gguf
+  [ -f $gguf ] || cat .m1/part .m2/part .m3/part > $gguf
+  want=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+  if [ "$(sha256sum $gguf | cut -d' ' -f1)" != $want ]; then note "e2e: model parts missing or damaged"; else
+    t0=$SECONDS
+    build-dev/bin/ftq-finetune --model $gguf --data examples/data/catalog_train_messages.jsonl \
+      --eval_prompts examples/data/catalog_eval_prompts.jsonl --eval_limit ${FTQ_E2E_EVAL:-200} --show 3 \
+      --device cuda:0 --output_dir /tmp/e2e ${FTQ_E2E_ARGS:-} > "$OUT/e2e.log" 2>&1
+    note "e2e rc=$? ($((SECONDS - t0)) s): $(grep -E '=> |trained' "$OUT/e2e.log" | tr '\n' ' ')"
+    cp /tmp/e2e/metrics.jsonl "$OUT/e2e_metrics.jsonl" 2>/dev/null
+    cp /tmp/e2e/loss.svg "$OUT/e2e_loss.svg" 2>/dev/null
+    grep -E "=> |\[(before|after)\]|->|tok/s ETA 00:00:00|train_loss" "$OUT/e2e.log" | head -20
+  fi
+fi
+
+if has bench-load; then
+  [ -d .bnb ] && export PYTHONPATH=$PWD/.bnb:${PYTHONPATH:-}
+  dir=/tmp/ftq-bench-load-7b
+  t0=$SECONDS
+  build-dev/bin/bench_load --shape 7b --device cuda --dir $dir --option load_in_4bit=true \
+    --option bnb_4bit_quant_type=nf4 --repeat 3 > "$OUT/bench_load.jsonl" 2>> "$OUT/bench.err"
+  note "bench_load rc=$? ($((SECONDS - t0)) s)"
+  timeout 400 python3 bench/peer/load_hf.py --dir $dir --device cuda --4bit --repeat 3 > "$OUT/peer_load.jsonl" 2>> "$OUT/bench.err"
+  note "peer load rc=$?"
+  cat "$OUT/bench_load.jsonl" "$OUT/peer_load.jsonl"
 fi
 
 echo

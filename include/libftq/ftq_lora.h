@@ -11,11 +11,24 @@
  *
  * Options read (group "lora", PEFT's LoraConfig names): `r`, `lora_alpha`,
  * `lora_dropout`, `target_modules`, `use_rslora`, `init_lora_weights`,
- * `bias`.
+ * `bias`; and `qat` (with, for an unquantized base, the quantization
+ * options `bnb_4bit_quant_type`, `quant_blocksize`,
+ * `bnb_4bit_use_double_quant`, `load_in_8bit`).
  *
  * Several adapters may exist for one model; at most one is active, and the
  * model's forward pass, training and generation use the active one.
  * Adapters must be destroyed before their model.
+ *
+ * With the option `qat` (quantization-aware training) an adapter makes
+ * every adapted projection run fake_quant(dequant(W) + scaling * B A) with
+ * the base weight's quantization, so the model computes exactly what the
+ * merged and re-quantized model will; gradients pass straight through the
+ * fake quantization to A and B, and LoRA dropout is not applied
+ * (docs/adapters.md). CPU contexts only so far.
+ *
+ * Adapters are saved and loaded in PEFT's format (ftq_lora_save(),
+ * ftq_lora_load()) and merged into the base weights, optionally
+ * re-quantized (ftq_model_save_merged()).
  *
  * Tensors are named as PEFT saves them, e.g.
  * `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`, and
@@ -58,7 +71,8 @@ typedef struct ftq_lora ftq_lora;
  * @param out receives the adapter; destroy it with ftq_lora_destroy()
  * @return FTQ_OK; FTQ_ERR_INVALID_ARGUMENT; an option error naming the
  *         option; FTQ_ERR_UNSUPPORTED for settings libftq does not implement
- *         (bias other than "none"); FTQ_ERR_OUT_OF_MEMORY /
+ *         (bias other than "none"; `qat` on a device other than the CPU);
+ *         FTQ_ERR_OUT_OF_MEMORY /
  *         FTQ_ERR_DEVICE_OUT_OF_MEMORY
  */
 FTQ_API ftq_status ftq_lora_create(ftq_model *model, const char *adapter_name, const ftq_options *opts,
@@ -165,6 +179,136 @@ FTQ_API ftq_status ftq_lora_get_grad(const ftq_lora *lora, size_t index, float *
  * @return FTQ_OK or FTQ_ERR_INVALID_ARGUMENT
  */
 FTQ_API ftq_status ftq_lora_zero_grad(ftq_lora *lora);
+
+/** @name PEFT adapter folders
+ *  What `PeftModel.save_pretrained()` writes and `PeftModel.from_pretrained()`
+ *  reads (docs/adapters.md).
+ *  @{ */
+
+/**
+ * Saves the adapter as PEFT does, so that `PeftModel.from_pretrained(model,
+ * dir)` loads it:
+ * - `dir/adapter_model.safetensors`: every A and B in fp32 under PEFT's names
+ *   without the adapter name (e.g.
+ *   `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`), laid
+ *   out byte for byte as the `safetensors` package writes them;
+ * - `dir/adapter_config.json`: the keys peft 0.21 writes, sorted, two-space
+ *   indent: r, lora_alpha, lora_dropout, target_modules, use_rslora,
+ *   init_lora_weights, bias "none", peft_type "LORA", task_type
+ *   "CAUSAL_LM", inference_mode true, base_model_name_or_path, and the
+ *   defaults of the LoRA variants libftq does not implement.
+ *
+ * The folder is created if missing (its parent must exist); each file is
+ * written atomically (temporary file, fsync, rename). A QAT adapter (option
+ * `qat`) is saved as a plain LoRA adapter: its update belongs in a merged and
+ * re-quantized model (ftq_model_save_merged()).
+ *
+ * Options read (group "lora"): `base_model_name_or_path` (empty: the path the
+ * model was loaded from, or null for a model made in memory).
+ *
+ * @param lora the adapter
+ * @param dir the output folder
+ * @param opts options, or NULL
+ * @return FTQ_OK; FTQ_ERR_INVALID_ARGUMENT; FTQ_ERR_IO naming the file;
+ *         FTQ_ERR_OUT_OF_MEMORY
+ */
+FTQ_API ftq_status ftq_lora_save(const ftq_lora *lora, const char *dir, const ftq_options *opts);
+
+/**
+ * Loads a PEFT LoRA adapter folder (`adapter_config.json` and
+ * `adapter_model.safetensors`, as peft 0.4 to 0.21 write them) onto @p model
+ * as a new, inactive adapter.
+ *
+ * The settings (r, lora_alpha, lora_dropout, use_rslora, init_lora_weights,
+ * bias) come from adapter_config.json; the adapted projections come from the
+ * tensors present, which must cover the same projections in every layer (so
+ * `target_modules` may be a list, a pattern or "all-linear"). Every tensor's
+ * shape is checked against the model and the rank; F16 / BF16 tensors are
+ * widened to fp32. Settings that change the adapter in ways libftq does not
+ * implement (use_dora, rank_pattern / alpha_pattern, modules_to_save,
+ * fan_in_fan_out, lora_bias, ...) are refused, naming the key.
+ *
+ * @param model the model the adapter was trained on
+ * @param dir the adapter folder
+ * @param adapter_name the new adapter's name; NULL means "default"
+ * @param opts options that do not come from the file (e.g. `qat` and the
+ *        quantization settings QAT uses), or NULL
+ * @param out receives the adapter; destroy it with ftq_lora_destroy()
+ * @return FTQ_OK; FTQ_ERR_NOT_FOUND for a missing folder or file;
+ *         FTQ_ERR_FORMAT for malformed files; FTQ_ERR_SHAPE when a tensor does
+ *         not fit the model; FTQ_ERR_UNSUPPORTED for a setting or tensor
+ *         libftq does not implement (and for pickle `adapter_model.bin`
+ *         files); option errors naming the setting; memory errors
+ */
+FTQ_API ftq_status ftq_lora_load(ftq_model *model, const char *dir, const char *adapter_name,
+                                 const ftq_options *opts, ftq_lora **out);
+
+/** @} */
+
+/** @name Merging
+ *  W' = dequant(W) + scaling * B A for every adapted projection, as PEFT's
+ *  `merge_and_unload()` computes it (docs/adapters.md).
+ *  @{ */
+
+/**
+ * Computes one merged linear weight, W' = dequant(W) + scaling * B A in
+ * fp32 (just dequant(W) when @p lora is NULL or does not adapt this
+ * projection), e.g. to inspect or re-quantize a model's weights.
+ *
+ * @param model the model
+ * @param lora an adapter of @p model, or NULL for the base weight alone
+ * @param name the weight's Hugging Face name, e.g.
+ *        "model.layers.0.self_attn.q_proj.weight" (linear projections only)
+ * @param dst receives the [out_features, in_features] values row-major (host
+ *        memory), or NULL to ask only for the shape
+ * @param count elements @p dst holds; must equal out_features * in_features
+ *        when @p dst is given
+ * @param shape receives {out_features, in_features} (may be NULL)
+ * @return FTQ_OK; FTQ_ERR_INVALID_ARGUMENT (also for an adapter of another
+ *         model); FTQ_ERR_NOT_FOUND for a name that is not a linear
+ *         projection of the model; FTQ_ERR_SHAPE for a wrong @p count;
+ *         memory errors
+ */
+FTQ_API ftq_status ftq_model_merged_weight(const ftq_model *model, const ftq_lora *lora, const char *name,
+                                           float *dst, size_t count, int64_t *shape);
+
+/**
+ * Writes the model, with @p lora merged into its linear weights, as a
+ * Hugging Face model folder that transformers' `from_pretrained()` loads:
+ * `config.json`, `model.safetensors` (or shards of at most `max_shard_size`
+ * with `model.safetensors.index.json`), and, when the model was loaded from a
+ * Hugging Face folder, its tokenizer and generation files copied
+ * (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+ * tokenizer.model, vocab.json, merges.txt, added_tokens.json,
+ * chat_template.jinja, generation_config.json). A GGUF base gives
+ * config.json and the weights only.
+ *
+ * Weights are written in `torch_dtype` ("auto": the checkpoint's precision).
+ * With `load_in_4bit` the merged linear weights are quantized again
+ * (`bnb_4bit_quant_type`, `quant_blocksize`, `bnb_4bit_use_double_quant`)
+ * and written in bitsandbytes' 4-bit checkpoint layout with a
+ * `quantization_config`, so transformers loads the folder as a
+ * bitsandbytes model; a projection the adapter does not touch keeps its
+ * codes when the base already has that quantization. The model stays as it
+ * is; host memory holds one weight at a time (all re-quantized weights when
+ * quantizing).
+ *
+ * Options read: `torch_dtype`, `load_in_4bit` / `load_in_8bit` (8-bit
+ * output is not supported), the `bnb_4bit_*` and `quant_blocksize`
+ * options, `max_shard_size`.
+ *
+ * @param model the model
+ * @param lora an adapter of @p model, or NULL to write the base model
+ * @param dir the output folder (created if missing; its parent must exist)
+ * @param opts options, or NULL
+ * @return FTQ_OK; FTQ_ERR_INVALID_ARGUMENT; FTQ_ERR_UNSUPPORTED for 8-bit
+ *         output; option errors naming the option; FTQ_ERR_IO naming the
+ *         file; memory errors
+ */
+FTQ_API ftq_status ftq_model_save_merged(ftq_model *model, const ftq_lora *lora, const char *dir,
+                                         const ftq_options *opts);
+
+/** @} */
 
 FTQ_EXTERN_C_END
 

@@ -227,7 +227,9 @@ FTQ_API ftq_status ftq_options_get_string(const ftq_options *opts, const char *n
  * Sets options from a JSON object text, e.g. `{"r": 64, "lora_alpha": 16,
  * "target_modules": ["q_proj", "v_proj"]}`. All keys are checked before any
  * is applied: on error the set is unchanged and the message names the key.
- * A null value unsets the option; duplicate keys are an error.
+ * A null value unsets the option; duplicate keys are an error. A string
+ * option whose choices include "true" and "false" also takes a JSON boolean
+ * (PEFT writes `"init_lora_weights": true`).
  * @param opts the set
  * @param json_text NUL-terminated JSON
  * @return FTQ_OK; FTQ_ERR_FORMAT for malformed JSON (with line and column);

@@ -13,6 +13,9 @@ extern const ftq_option_table ftq_lora_options;
 extern const ftq_option_table ftq_generate_options;
 extern const ftq_option_table ftq_graph_options;
 extern const ftq_option_table ftq_train_options;
+extern const ftq_option_table ftq_peft_options;
+extern const ftq_option_table ftq_qat_options;
+extern const ftq_option_table ftq_merge_options;
 
 const ftq_option_table *const ftq_option_tables[] = {
     &ftq_context_options,
@@ -25,5 +28,8 @@ const ftq_option_table *const ftq_option_tables[] = {
     &ftq_generate_options,
     &ftq_graph_options,
     &ftq_train_options,
+    &ftq_peft_options,
+    &ftq_qat_options,
+    &ftq_merge_options,
 };
 const size_t ftq_option_table_count = sizeof(ftq_option_tables) / sizeof(ftq_option_tables[0]);

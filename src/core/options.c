@@ -456,6 +456,10 @@ static ftq_status apply_json(ftq_options *o, const char *key, json_t *val) {
       return wrong_type(d, "a non-boolean JSON value");
     case FTQ_OPTION_STRING:
       if (json_is_string(val)) return ftq_options_set_string(o, key, json_string_value(val));
+      /* PEFT writes e.g. "init_lora_weights": true for a setting that may also be a name */
+      if (json_is_boolean(val) && d->choices && ftq_option_choice_ok(d->choices, "true", 4) &&
+          ftq_option_choice_ok(d->choices, "false", 5))
+        return ftq_options_set_string(o, key, json_is_true(val) ? "true" : "false");
       if (json_is_array(val) && (d->flags & FTQ_OPTF_LIST)) {
         size_t n = json_array_size(val), len = 1;
         for (size_t k = 0; k < n; k++) {

@@ -14,6 +14,7 @@
 #include "core/options.h"
 #include "core/rng.h"
 #include "model/model_build.h"
+#include "model/qat.h"
 
 static const ftq_option_def lora_option_defs[] = {
     {"r", "lora", FTQ_OPTION_INT, "8", 1, 65536, NULL, 0, "LoRA rank: inner dimension of the A and B matrices"},
@@ -88,7 +89,7 @@ static ftq_status read_options(struct ftq_lora *l, const ftq_options *opts) {
   /* PEFT computes the scaling in Python double; the graph uses it in f32 */
   l->scaling = (float)(l->use_rslora ? alpha / sqrt((double)r) : alpha / (double)r);
   snprintf(l->init, sizeof l->init, "%s", init);
-  return FTQ_OK;
+  return ftq_qat_read_options(l, opts);
 }
 
 /* ---------------------------------------------------------------------- */

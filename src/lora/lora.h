@@ -37,6 +37,8 @@ struct ftq_lora {
   uint64_t seed;
   ftq_lora_module *modules;  /* [num_hidden_layers * FTQ_PROJ_COUNT], layer-major */
   size_t n_tensors;          /* 2 per adapted module */
+  int qat;                   /* quantization-aware: the graph runs fake_quant(dequant(W) + scaling B A) (model/qat.h) */
+  ftq_qconfig qat_cfg;       /* QAT quantization of projections whose base weight is not quantized */
 };
 
 /* The module of (layer, proj), or NULL when that projection is not adapted. */

@@ -21,6 +21,7 @@
 #include "core/options.h"
 #include "lora/lora.h"
 #include "model/model_build.h"
+#include "model/qat.h"
 #include "quant/qtensor.h"
 
 static const ftq_option_def graph_option_defs[] = {
@@ -101,6 +102,7 @@ typedef struct graph {
   float *dR, *dxn, *dbig, *dq, *dk, *dv;
   void *work;
   size_t work_bytes;
+  float *qat_w;            /* QAT adapter: one fake-quantized merged weight [out, in] (model/qat.h) */
   /* decoding */
   ftq_kv_cache *cache;
   int64_t past;
@@ -248,6 +250,15 @@ static void carve(graph *g, bump *ab, bump *wb) {
     }
   g->work_bytes = w;
   g->work = take(wb, w);
+  if (g->lora && g->lora->qat) {
+    int64_t most = 0;
+    for (int p = 0; p < FTQ_PROJ_COUNT; p++) {
+      int64_t out, in;
+      ftq_model_proj_shape(g->c, (ftq_proj)p, &out, &in);
+      if (ftq_lora_module_at(g->lora, 0, p) && out * in > most) most = out * in;
+    }
+    g->qat_w = takef(wb, most);
+  }
 }
 
 static int64_t auto_chunk(int64_t T, int64_t V, int64_t requested) {
@@ -428,6 +439,7 @@ static ftq_status linear_fwd(graph *g, int64_t l, int p, acts *A, const float *x
   linear_setup(g, l, p, &a, x, A->t[p]);
   a.mask = A->mask[p];
   a.y = y;
+  if (g->qat_w && a.r > 0) return ftq_qat_linear_forward(g->lora, l, p, &a, g->qat_w);
   return g->be->linear(g->bectx, &a);
 }
 
@@ -444,6 +456,7 @@ static ftq_status linear_bwd(graph *g, int64_t l, int p, acts *A, const float *x
     a.grad_a = lm->grad_a.data;
     a.grad_b = lm->grad_b.data;
   }
+  if (g->qat_w && a.r > 0) return ftq_qat_linear_backward(g->lora, l, p, &a, g->qat_w);
   return g->be->linear_backward(g->bectx, &a);
 }
 

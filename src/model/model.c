@@ -87,5 +87,6 @@ void ftq_model_free(struct ftq_model *m) {
   ftq_tensor_free(ctx, &m->tok_embeddings);
   ftq_tensor_free(ctx, &m->final_norm);
   ftq_tensor_free(ctx, &m->lm_head);
+  free(m->source_path);
   free(m);
 }

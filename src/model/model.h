@@ -45,6 +45,8 @@ struct ftq_model {
   ftq_tensor lm_head;        /* lm_head.weight [vocab, hidden]; data NULL when tied */
   struct ftq_lora *active_lora; /* adapter the graph applies, or NULL (src/lora; not owned) */
   struct ftq_graph_cache *graph_cache; /* arenas the graph reuses between calls (model/graph.c) */
+  char *source_path;         /* the path ftq_model_load() was given (heap), NULL for other models: PEFT's
+                                base_model_name_or_path and where a merged model copies tokenizer files from */
 };
 
 #ifdef __cplusplus

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/alloc.h"
 #include "core/context.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -40,6 +41,11 @@ ftq_status ftq_model_load(ftq_context *ctx, const char *path, const ftq_options 
     if (got == 4 && memcmp(magic, "GGUF", 4) == 0) st = ftq_model_load_gguf(ctx, path, opts, out);
     else
       return ftq_error(FTQ_ERR_UNSUPPORTED, "ftq_model_load: '%s' is not a model folder, .safetensors or GGUF file", path);
+  }
+  if (st == FTQ_OK && !((*out)->source_path = ftq_strdup(path, "model path"))) {
+    ftq_model_free(*out);
+    *out = NULL;
+    return FTQ_ERR_OUT_OF_MEMORY;
   }
   return st;
 }
