@@ -349,12 +349,14 @@ class QTensor {
   std::vector<int64_t> shape() const {
     int64_t s[4];
     int n = ftq_qtensor_shape(get(), s, 4);
-    return std::vector<int64_t>(s, s + (n > 0 ? n : 0));
+    const int k = n < 0 ? 0 : (n > 4 ? 4 : n); // bounded, so the compiler sees the range is inside s
+    return std::vector<int64_t>(s, s + k);
   }
   size_t bytes() const { return ftq_qtensor_bytes(get()); }
   std::vector<float> dequantize() const {
     size_t n = 1;
-    for (int64_t d : shape()) n *= static_cast<size_t>(d);
+    const std::vector<int64_t> dims = shape();
+    for (int64_t d : dims) n *= static_cast<size_t>(d);
     std::vector<float> out(n);
     detail::check(ftq_qtensor_dequantize_into(get(), out.data(), FTQ_FLOAT32, FTQ_HOST, n));
     return out;
