@@ -1,7 +1,9 @@
 // The C++ wrapper at work: quantize, add a LoRA adapter, train a few steps
-// on the example data, save a checkpoint, generate with streaming — and the
-// error paths (ftq::Error with the library's message; an exception thrown
-// inside a callback comes back out of the call that ran it).
+// on the example data, save a checkpoint and the adapter as a PEFT folder
+// (loaded back with identical tensors), merge it (checked against a float64
+// W + scaling * B A) and write the merged model, generate with streaming —
+// and the error paths (ftq::Error with the library's message; an exception
+// thrown inside a callback comes back out of the call that ran it).
 //
 // usage: ftq-cpp-example [source tree] [steps]   (default: the current folder, 5 steps)
 #include "libftq.hpp"
@@ -77,11 +79,58 @@ int main(int argc, char **argv) {
       });
       expect(trainer.train() && trainer.global_step() == steps, "training ran its steps");
       expect(last < first, "the loss went down");
-      auto ckpt = std::filesystem::temp_directory_path() / ("ftq-cpp-example-" + std::to_string(getpid()));
-      trainer.save_checkpoint(ckpt.string());
-      std::cout << "saved " << ckpt.string() << "\n";
-      expect(std::filesystem::exists(ckpt), "checkpoint written");
-      std::filesystem::remove_all(ckpt);
+      auto out = std::filesystem::temp_directory_path() / ("ftq-cpp-example-" + std::to_string(getpid()));
+      std::filesystem::create_directories(out);
+      trainer.save_checkpoint((out / "checkpoint").string());
+      std::cout << "saved " << (out / "checkpoint").string() << "\n";
+      expect(std::filesystem::exists(out / "checkpoint"), "checkpoint written");
+
+      // the adapter as a PEFT folder (PeftModel.from_pretrained loads it), loaded back
+      lora.save((out / "adapter").string());
+      std::cout << "saved " << (out / "adapter").string() << " (PEFT adapter folder)\n";
+      expect(std::filesystem::exists(out / "adapter" / "adapter_model.safetensors") &&
+                 std::filesystem::exists(out / "adapter" / "adapter_config.json"),
+             "adapter folder written");
+      {
+        ftq::Lora back = ftq::Lora::load(model, (out / "adapter").string(), nullptr, "reloaded");
+        bool same = back.name() == "reloaded" && back.tensor_count() == lora.tensor_count() &&
+                    back.scaling() == lora.scaling() && !back.is_active();
+        for (size_t i = 0; same && i < lora.tensor_count(); i++)
+          same = back.tensor_name(i) == lora.tensor_name(i) && back.get_tensor(i) == lora.get_tensor(i);
+        expect(same, "the saved adapter loads back with identical tensors");
+      }
+
+      // merging: W' = dequant(W) + scaling * B A, against a float64 recomputation
+      {
+        const std::string name = "model.layers.1.mlp.down_proj.weight";
+        const size_t ia = lora.find_tensor("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight");
+        auto shape = model.weight_shape(name);
+        auto ra = lora.tensor_shape(ia);
+        std::vector<float> base = model.merged_weight(name), merged = model.merged_weight(name, &lora);
+        std::vector<float> a = lora.get_tensor(ia), b = lora.get_tensor(ia + 1);
+        const size_t rows = static_cast<size_t>(shape[0]), cols = static_cast<size_t>(shape[1]);
+        const size_t r = static_cast<size_t>(ra[0]);
+        double worst = 0, largest = 0;
+        for (size_t i = 0; i < rows; i++)
+          for (size_t j = 0; j < cols; j++) {
+            double ba = 0;
+            for (size_t k = 0; k < r; k++) ba += static_cast<double>(b[i * r + k]) * a[k * cols + j];
+            double want = base[i * cols + j] + lora.scaling() * ba;
+            worst = std::max(worst, std::fabs(merged[i * cols + j] - want));
+            largest = std::max(largest, std::fabs(want));
+          }
+        std::cout << "merged " << name << " [" << rows << ", " << cols << "]: largest error " << worst << "\n";
+        expect(lora.tensor_name(ia + 1).find("lora_B") != std::string::npos && static_cast<size_t>(ra[1]) == cols &&
+                   worst <= 1e-6 * largest,
+               "merged weight equals dequant(W) + scaling * B A");
+        // the merged model as a Hugging Face folder, loaded back: its weight is the merged one
+        ftq::Options f32;
+        f32.set("torch_dtype", "float32");
+        model.save_merged((out / "merged").string(), &lora, &f32);
+        ftq::Model reloaded = ftq::Model::load(ctx, (out / "merged").string());
+        expect(reloaded.merged_weight(name) == merged, "the merged folder holds the merged weights");
+      }
+      std::filesystem::remove_all(out);
 
       // generation, streamed through the callback
       ftq::Options gen;
@@ -110,6 +159,15 @@ int main(int argc, char **argv) {
     expect(ctx.memory() == 0, "everything released");
 
     // errors carry the library's message
+    try {
+      ftq::Model m = ftq::Model::init_random(ctx, CONFIG, 1);
+      ftq::Lora::load(m, "/nonexistent/adapter");
+      expect(false, "missing adapter folder accepted");
+    } catch (const ftq::Error &e) {
+      std::cout << "error (as expected): " << e.what() << " [" << ftq_status_string(e.status()) << "]\n";
+      expect(e.status() == FTQ_ERR_NOT_FOUND && std::string(e.what()).find("/nonexistent/adapter") != std::string::npos,
+             "missing adapter folder: not found, naming it");
+    }
     try {
       ftq::Options bad;
       bad.set("bnb_4bit_quant_type", "nf5");

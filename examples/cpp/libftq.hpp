@@ -15,6 +15,7 @@
 
 #include <libftq/ftq.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <exception>
@@ -234,6 +235,8 @@ class Context {
   detail::Handle<ftq_context, ftq_context_destroy> h_;
 };
 
+class Lora;
+
 /// Generated tokens and why generation stopped.
 struct Generation {
   std::vector<int32_t> tokens;
@@ -292,6 +295,16 @@ class Model {
     g.finish_reason = static_cast<ftq_finish_reason>(reason);
     return g;
   }
+  /// {out_features, in_features} of a linear projection, by its Hugging Face
+  /// name ("model.layers.0.self_attn.q_proj.weight").
+  std::array<int64_t, 2> weight_shape(const std::string &name) const;
+  /// dequant(W) + scaling * B A of a projection in fp32 row-major (just
+  /// dequant(W) with no adapter, or one that leaves the projection alone).
+  std::vector<float> merged_weight(const std::string &name, const Lora *lora = nullptr) const;
+  /// Writes the model with @p lora merged in (nullptr: the base model) as a
+  /// Hugging Face folder (options: torch_dtype, max_shard_size, load_in_4bit
+  /// and the bnb_4bit_* options to quantize the merged weights again).
+  void save_merged(const std::string &dir, const Lora *lora = nullptr, const Options *opts = nullptr);
   ftq_model *get() const noexcept { return h_.get(); }
 
  private:
@@ -307,11 +320,31 @@ class Model {
   detail::Handle<ftq_model, ftq_model_destroy> h_;
 };
 
-/// A LoRA adapter on a model (ftq_lora.h).
+/// A LoRA adapter on a model (ftq_lora.h); load() reads and save() writes
+/// PEFT adapter folders.
 class Lora {
  public:
   Lora(Model &model, const Options *opts = nullptr, uint64_t seed = 0, const char *name = nullptr) {
     detail::create(h_, [&](ftq_lora **out) { return ftq_lora_create(model.get(), name, ptr(opts), seed, out); });
+  }
+  /// Loads a PEFT adapter folder (adapter_config.json +
+  /// adapter_model.safetensors) onto @p model as a new, inactive adapter;
+  /// @p opts gives what the file does not (e.g. qat).
+  static Lora load(Model &model, const std::string &dir, const Options *opts = nullptr, const char *name = nullptr) {
+    Lora l;
+    detail::create(l.h_, [&](ftq_lora **out) { return ftq_lora_load(model.get(), dir.c_str(), name, ptr(opts), out); });
+    return l;
+  }
+  /// Writes the adapter as a PEFT folder that PeftModel.from_pretrained()
+  /// loads (option: base_model_name_or_path).
+  void save(const std::string &dir, const Options *opts = nullptr) const {
+    detail::call([&] { return ftq_lora_save(get(), dir.c_str(), ptr(opts)); });
+  }
+  std::string name() const { return ftq_lora_name(get()); }
+  double scaling() const {
+    double v = 0;
+    detail::check(ftq_lora_scaling(get(), &v));
+    return v;
   }
   void set_active(bool active) { detail::check(ftq_lora_set_active(get(), active ? 1 : 0)); }
   bool is_active() const { return ftq_lora_is_active(get()) != 0; }
@@ -326,9 +359,20 @@ class Lora {
     detail::check(ftq_lora_tensor_info(get(), index, name, sizeof name, nullptr));
     return name;
   }
+  /// Index of the tensor with this PEFT name (the adapter name may be left out).
+  size_t find_tensor(const std::string &name) const {
+    size_t i = 0;
+    detail::check(ftq_lora_find_tensor(get(), name.c_str(), &i));
+    return i;
+  }
+  /// {rows, cols} of tensor @p index.
+  std::array<int64_t, 2> tensor_shape(size_t index) const {
+    std::array<int64_t, 2> shape{};
+    detail::check(ftq_lora_tensor_info(get(), index, nullptr, 0, shape.data()));
+    return shape;
+  }
   std::vector<float> get_tensor(size_t index) const {
-    int64_t shape[2];
-    detail::check(ftq_lora_tensor_info(get(), index, nullptr, 0, shape));
+    auto shape = tensor_shape(index);
     std::vector<float> v(static_cast<size_t>(shape[0] * shape[1]));
     detail::check(ftq_lora_get_tensor(get(), index, v.data(), v.size()));
     return v;
@@ -339,8 +383,28 @@ class Lora {
   ftq_lora *get() const noexcept { return h_.get(); }
 
  private:
+  Lora() = default;
   detail::Handle<ftq_lora, ftq_lora_destroy> h_;
 };
+
+inline std::array<int64_t, 2> Model::weight_shape(const std::string &name) const {
+  std::array<int64_t, 2> shape{};
+  detail::call([&] { return ftq_model_merged_weight(get(), nullptr, name.c_str(), nullptr, 0, shape.data()); });
+  return shape;
+}
+
+inline std::vector<float> Model::merged_weight(const std::string &name, const Lora *lora) const {
+  auto shape = weight_shape(name);
+  std::vector<float> v(static_cast<size_t>(shape[0] * shape[1]));
+  detail::call([&] {
+    return ftq_model_merged_weight(get(), lora ? lora->get() : nullptr, name.c_str(), v.data(), v.size(), nullptr);
+  });
+  return v;
+}
+
+inline void Model::save_merged(const std::string &dir, const Lora *lora, const Options *opts) {
+  detail::call([&] { return ftq_model_save_merged(get(), lora ? lora->get() : nullptr, dir.c_str(), ptr(opts)); });
+}
 
 /// A quantized tensor (ftq_quantizer.h).
 class QTensor {

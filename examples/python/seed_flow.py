@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The seed notebook's flow from Python: load a model with its linear layers
 quantized to NF4, add a LoRA adapter, fine-tune it on the example data set
-(examples/data: catalog records, chat format, assistant-only loss), save it,
-and generate — measuring greedy exact match on held-out prompts before and
-after training.
+(examples/data: catalog records, chat format, assistant-only loss), save it
+as a PEFT adapter folder, and generate with the adapter loaded back from that
+folder — measuring greedy exact match on held-out prompts before and after
+training.
 
     python3 examples/python/seed_flow.py                 # SmolLM2-135M-Instruct (scripts/get-model.sh)
     python3 examples/python/seed_flow.py --model DIR_OR_GGUF --steps 200 --eval 50
@@ -64,6 +65,7 @@ def main():
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--eval", type=int, default=20, help="held-out prompts for exact match")
     ap.add_argument("--out", default="seed-flow-output", help="folder for the adapter and checkpoint")
+    ap.add_argument("--merged", action="store_true", help="also write the merged model (Hugging Face folder)")
     a = ap.parse_args()
 
     def log(level, message):
@@ -115,15 +117,26 @@ def main():
             print(f"memory plan: {json.dumps(plan)[:160]}...")
             trainer.train()
             print(f"trained {trainer.global_step} steps in {time.time() - t0:.1f} s")
-            # 5. save: a training checkpoint (adapter + optimizer + data cursor)
+            # 5. save: a training checkpoint (adapter + optimizer + data cursor) to resume from
             os.makedirs(a.out, exist_ok=True)
             trainer.save_checkpoint(os.path.join(a.out, "checkpoint"))
             print(f"saved {os.path.join(a.out, 'checkpoint')}")
 
-        # 6. generate with the trained adapter
-        after = exact_match_rate(model, tok, held_out, 32, stream=True)
+        # ... and the adapter as PEFT saves it: PeftModel.from_pretrained(base, "<out>/adapter") loads it
+        adapter_dir = os.path.join(a.out, "adapter")
+        lora.save(adapter_dir)
+        print(f"saved {adapter_dir} (PEFT adapter folder: {', '.join(sorted(os.listdir(adapter_dir)))})")
+        if a.merged:  # the base with the adapter merged in, as merge_and_unload() + save_pretrained()
+            model.save_merged(os.path.join(a.out, "merged"), lora)
+            print(f"saved {os.path.join(a.out, 'merged')} (merged model)")
+        lora.close()
+
+        # 6. generate with the adapter loaded back from its PEFT folder
+        with libftq.Lora.load(model, adapter_dir) as trained:
+            trained.active = True
+            after = exact_match_rate(model, tok, held_out, 32, stream=True)
         print(f"after training: exact match {after}/{len(held_out)}")
-        for h in (data, lora, model, tok):
+        for h in (data, model, tok):
             h.close()
     return 0
 

@@ -15,8 +15,10 @@ fi
 "$cargo" test --offline --quiet --workspace
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-"$cargo" run --offline --quiet --example seed_flow -- --tiny --steps 2 --eval 1 --out "$out" >"$out/log.txt" ||
+"$cargo" run --offline --quiet --example seed_flow -- --tiny --steps 2 --eval 1 --out "$out" --merged >"$out/log.txt" ||
   { cat "$out/log.txt"; exit 1; }
-grep -q "trained 2 steps" "$out/log.txt" && grep -q "after training: exact match" "$out/log.txt" ||
+grep -q "trained 2 steps" "$out/log.txt" && grep -q "after training: exact match" "$out/log.txt" &&
+  [ -s "$out/adapter/adapter_model.safetensors" ] && [ -s "$out/adapter/adapter_config.json" ] &&
+  [ -s "$out/checkpoint/trainer_state.ftqckpt" ] && [ -s "$out/merged/model.safetensors" ] ||
   { cat "$out/log.txt"; exit 1; }
 echo "seed_flow example --tiny: OK"

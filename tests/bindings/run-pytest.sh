@@ -17,8 +17,10 @@ export PYTHONDONTWRITEBYTECODE=1
 "$python" -m pytest -q -p no:cacheprovider examples/python/tests
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-"$python" examples/python/seed_flow.py --tiny --steps 2 --eval 1 --out "$out" >"$out/log.txt" ||
+"$python" examples/python/seed_flow.py --tiny --steps 2 --eval 1 --out "$out" --merged >"$out/log.txt" ||
   { cat "$out/log.txt"; exit 1; }
-grep -q "trained 2 steps" "$out/log.txt" && grep -q "after training: exact match" "$out/log.txt" ||
+grep -q "trained 2 steps" "$out/log.txt" && grep -q "after training: exact match" "$out/log.txt" &&
+  [ -s "$out/adapter/adapter_model.safetensors" ] && [ -s "$out/adapter/adapter_config.json" ] &&
+  [ -s "$out/checkpoint/trainer_state.ftqckpt" ] && [ -s "$out/merged/model.safetensors" ] ||
   { cat "$out/log.txt"; exit 1; }
 echo "seed_flow.py --tiny: OK"

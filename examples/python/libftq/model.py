@@ -1,7 +1,9 @@
-"""Models (ftq_model.h), generation (ftq_generate.h) and LoRA adapters (ftq_lora.h)."""
+"""Models (ftq_model.h), generation (ftq_generate.h), LoRA adapters, their
+PEFT folders and merging (ftq_lora.h)."""
 import ctypes
 import enum
 import json
+import os
 from collections import namedtuple
 
 from . import _buffers
@@ -163,6 +165,39 @@ class Model(Handle):
                  cap, ctypes.byref(n_out), ctypes.byref(reason))
         return Generation(list(out[:n_out.value]), FinishReason(reason.value))
 
+    # -- merging (ftq_lora.h) -------------------------------------------------
+    def weight_shape(self, name):
+        """(out_features, in_features) of the linear projection @p name, its
+        Hugging Face name (e.g. "model.layers.0.self_attn.q_proj.weight")."""
+        shape = (ctypes.c_int64 * 2)()
+        call(lib().ftq_model_merged_weight, self, None, name.encode(), None, 0, shape)
+        return shape[0], shape[1]
+
+    def merged_weight(self, name, lora=None, out=None):
+        """The linear projection @p name with @p lora merged in, dequant(W) +
+        scaling * B @ A, in float32 (just dequant(W) without an adapter, or
+        when @p lora does not adapt this projection): a NumPy array
+        [out_features, in_features], or written into the writable float32
+        buffer @p out."""
+        rows, cols = self.weight_shape(name)
+        if out is None:
+            out = _buffers.new_float_array((rows, cols), _buffers.FloatType.FLOAT32)
+        buf = _buffers.float_input(out, dtype="float32", writable=True)
+        _buffers.check_capacity(buf, rows * cols)
+        call(lib().ftq_model_merged_weight, self, lora, name.encode(), buf.address, rows * cols, None)
+        return out
+
+    def save_merged(self, path, lora=None, options=None, **kwargs):
+        """Writes the model with @p lora merged into its linear weights (None:
+        the base model) as a Hugging Face folder that transformers'
+        from_pretrained() loads, as PEFT's merge_and_unload() +
+        save_pretrained() would. Options as keywords: torch_dtype ("auto",
+        "float32", "bfloat16", ...), max_shard_size ("2GB"), load_in_4bit with
+        bnb_4bit_quant_type / bnb_4bit_use_double_quant / quant_blocksize to
+        quantize the merged weights again in bitsandbytes' layout."""
+        with options_arg(options, kwargs) as o:
+            call(lib().ftq_model_save_merged, self, lora, os.fsencode(path), o)
+
     def forward_backward(self, batch, **kwargs):
         """See libftq.trainer.forward_backward()."""
         from .trainer import forward_backward
@@ -178,7 +213,8 @@ class Lora(Handle):
     """A LoRA adapter on a model (PEFT's LoraConfig names as keywords: r,
     lora_alpha, lora_dropout, target_modules, use_rslora, init_lora_weights,
     bias). It starts inactive; `lora.active = True` makes it the model's
-    adapter. Tensors are indexed in PEFT's order or named as PEFT names them."""
+    adapter. Tensors are indexed in PEFT's order or named as PEFT names them.
+    Lora.load() reads, and save() writes, PEFT adapter folders."""
 
     _destroy_name = "ftq_lora_destroy"
 
@@ -186,6 +222,28 @@ class Lora(Handle):
         self.model = model
         with options_arg(options, kwargs) as o:
             construct(self, model, lib().ftq_lora_create, model, name.encode() if name else None, o, int(seed))
+
+    @classmethod
+    def load(cls, model, path, name=None, options=None, **kwargs):
+        """Loads a PEFT LoRA adapter folder (adapter_config.json and
+        adapter_model.safetensors, as PeftModel.save_pretrained() writes it)
+        onto @p model as a new, inactive adapter named @p name ("default"
+        unless given). Its settings come from adapter_config.json; options
+        give what the file does not (e.g. qat=True)."""
+        self = cls.__new__(cls)
+        self.model = model
+        with options_arg(options, kwargs) as o:
+            return construct(self, model, lib().ftq_lora_load, model, os.fsencode(path),
+                             name.encode() if name else None, o)
+
+    def save(self, path, options=None, **kwargs):
+        """Writes the adapter as a PEFT folder @p path (created if missing;
+        its parent must exist): adapter_model.safetensors and
+        adapter_config.json, which PeftModel.from_pretrained(model, path)
+        loads. Option: base_model_name_or_path (default: the path the model
+        was loaded from)."""
+        with options_arg(options, kwargs) as o:
+            call(lib().ftq_lora_save, self, os.fsencode(path), o)
 
     @property
     def active(self):

@@ -1,10 +1,11 @@
 //! The seed notebook's flow from Rust: load a model with its linear layers
 //! quantized to NF4, add a LoRA adapter, fine-tune it on the example data
 //! set (examples/data: catalog records, chat format, assistant-only loss),
-//! save a checkpoint, and generate — greedy exact match on held-out prompts
-//! before and after training.
+//! save a checkpoint and the adapter as a PEFT folder, and generate with the
+//! adapter loaded back from that folder — greedy exact match on held-out
+//! prompts before and after training.
 //!
-//!     cargo run --release --example seed_flow -- [--model GGUF_OR_DIR] [--steps 200] [--eval 20]
+//!     cargo run --release --example seed_flow -- [--model GGUF_OR_DIR] [--steps 200] [--eval 20] [--merged]
 //!     cargo run --example seed_flow -- --tiny --steps 4 --eval 2   # a small random model, quickly
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ struct Args {
     eval: usize,
     out: PathBuf,
     device: String,
+    merged: bool,
 }
 
 fn args() -> Args {
@@ -27,7 +29,7 @@ fn args() -> Args {
         PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/libftq/SmolLM2-135M-Instruct.Q4_1.gguf")
     });
     let mut a = Args { model: default_model, tiny: false, steps: 200, eval: 20, out: "seed-flow-output".into(),
-                       device: "cpu".into() };
+                       device: "cpu".into(), merged: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -38,7 +40,8 @@ fn args() -> Args {
             "--eval" => a.eval = value().parse().expect("--eval"),
             "--out" => a.out = value().into(),
             "--device" => a.device = value(),
-            _ => panic!("unknown flag {flag} (--model, --tiny, --steps, --eval, --out, --device)"),
+            "--merged" => a.merged = true,
+            _ => panic!("unknown flag {flag} (--model, --tiny, --steps, --eval, --out, --device, --merged)"),
         }
     }
     a
@@ -167,13 +170,25 @@ fn main() -> libftq::Result<()> {
         })?;
         trainer.train()?;
         println!("trained {} steps in {:.1} s", trainer.global_step(), started.elapsed().as_secs_f64());
-        // 5. save: a training checkpoint (adapter + optimizer + data cursor)
+        // 5. save: a training checkpoint (adapter + optimizer + data cursor) to resume from
         std::fs::create_dir_all(&a.out).ok();
         trainer.save_checkpoint(a.out.join("checkpoint"))?;
         println!("saved {}", a.out.join("checkpoint").display());
     }
+    // ... and the adapter as PEFT saves it: PeftModel.from_pretrained(base, "<out>/adapter") loads it
+    let adapter_dir = a.out.join("adapter");
+    lora.save(&adapter_dir, None)?;
+    println!("saved {} (PEFT adapter folder)", adapter_dir.display());
+    if a.merged {
+        // the base with the adapter merged in, as merge_and_unload() + save_pretrained()
+        model.save_merged(a.out.join("merged"), Some(&lora), None)?;
+        println!("saved {} (merged model)", a.out.join("merged").display());
+    }
+    drop(lora);
 
-    // 6. generate with the trained adapter
+    // 6. generate with the adapter loaded back from its PEFT folder
+    let trained = Lora::load(&model, &adapter_dir, None, None)?;
+    trained.set_active(true)?;
     let after = exact_match_rate(&model, &tok, &held_out, true)?;
     println!("after training: exact match {after}/{}", held_out.len());
     Ok(())

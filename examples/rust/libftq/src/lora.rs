@@ -1,17 +1,19 @@
-//! LoRA adapters (ftq_lora.h).
+//! LoRA adapters and their PEFT folders (ftq_lora.h).
 use std::marker::PhantomData;
 use std::os::raw::{c_char, c_int};
+use std::path::Path;
 use std::ptr::{self, NonNull};
 
 use crate::error::{check, guarded, Result};
 use crate::model::Model;
 use crate::options::{opt_ptr, Options};
-use crate::util::{cstring, text};
+use crate::util::{cpath, cstring, text};
 use libftq_sys as sys;
 
 /// A LoRA adapter on a model (which it borrows). Options of group "lora"
 /// (PEFT's LoraConfig names: r, lora_alpha, lora_dropout, target_modules,
 /// use_rslora, init_lora_weights, bias). New adapters are inactive.
+/// [`Lora::load`] reads, and [`Lora::save`] writes, PEFT adapter folders.
 pub struct Lora<'m> {
     ptr: NonNull<sys::ftq_lora>,
     _model: PhantomData<&'m ()>,
@@ -49,6 +51,36 @@ impl<'m> Lora<'m> {
             })?;
             Ok(Lora { ptr: NonNull::new(out).expect("ftq_lora_create returned NULL"), _model: PhantomData })
         })
+    }
+
+    /// Loads a PEFT LoRA adapter folder (`adapter_config.json` and
+    /// `adapter_model.safetensors`, as `PeftModel.save_pretrained()` writes
+    /// it) onto `model` as a new, inactive adapter named `name` ("default" if
+    /// None). Its settings come from the file; `opts` gives what the file does
+    /// not (e.g. `qat`).
+    pub fn load(model: &'m Model<'_>, dir: impl AsRef<Path>, name: Option<&str>, opts: Option<&Options>)
+                -> Result<Lora<'m>> {
+        let d = cpath(dir.as_ref())?;
+        let n = name.map(|s| cstring(s, "adapter name")).transpose()?;
+        guarded(|| {
+            let mut out = ptr::null_mut();
+            // SAFETY: valid handles, C strings (the name optional), out-pointer.
+            check(unsafe {
+                sys::ftq_lora_load(model.as_ptr(), d.as_ptr(), n.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
+                                   opt_ptr(opts), &mut out)
+            })?;
+            Ok(Lora { ptr: NonNull::new(out).expect("ftq_lora_load returned NULL"), _model: PhantomData })
+        })
+    }
+
+    /// Writes the adapter as a PEFT folder `dir` (created if missing; its
+    /// parent must exist): `adapter_model.safetensors` and
+    /// `adapter_config.json`, which `PeftModel.from_pretrained(model, dir)`
+    /// loads. Option: `base_model_name_or_path`.
+    pub fn save(&self, dir: impl AsRef<Path>, opts: Option<&Options>) -> Result<()> {
+        let d = cpath(dir.as_ref())?;
+        // SAFETY: valid handles and C string.
+        guarded(|| check(unsafe { sys::ftq_lora_save(self.as_ptr(), d.as_ptr(), opt_ptr(opts)) }))
     }
 
     pub(crate) fn as_ptr(&self) -> *mut sys::ftq_lora {

@@ -1,4 +1,5 @@
-//! Models (ftq_model.h) and generation (ftq_generate.h).
+//! Models (ftq_model.h), generation (ftq_generate.h) and merging adapters
+//! into their weights (ftq_lora.h).
 use std::marker::PhantomData;
 use std::os::raw::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -7,6 +8,7 @@ use std::ptr::{self, NonNull};
 
 use crate::context::{Context, MemoryCategory};
 use crate::error::{check, guarded, record_panic, Error, Result, Status};
+use crate::lora::Lora;
 use crate::options::{opt_ptr, Options};
 use crate::util::{cpath, cstring, take_text, text};
 use libftq_sys as sys;
@@ -252,6 +254,48 @@ impl<'c> Model<'c> {
         })?;
         out.truncate(n_out);
         Ok(Generation { tokens: out, finish_reason: FinishReason::from_c(reason) })
+    }
+
+    /// [out_features, in_features] of the linear projection `name`, its
+    /// Hugging Face name (e.g. "model.layers.0.self_attn.q_proj.weight").
+    pub fn weight_shape(&self, name: &str) -> Result<[usize; 2]> {
+        let n = cstring(name, "weight name")?;
+        let mut shape = [0i64; 2];
+        // SAFETY: valid handle and C string; a NULL destination asks for the shape only.
+        guarded(|| check(unsafe {
+            sys::ftq_model_merged_weight(self.as_ptr(), ptr::null(), n.as_ptr(), ptr::null_mut(), 0,
+                                         shape.as_mut_ptr())
+        }))?;
+        Ok([shape[0] as usize, shape[1] as usize])
+    }
+
+    /// The linear projection `name` with `lora` merged in, dequant(W) +
+    /// scaling * B A, in f32 row-major ([`Model::weight_shape`]); just
+    /// dequant(W) without an adapter or when `lora` leaves it alone.
+    pub fn merged_weight(&self, name: &str, lora: Option<&Lora<'_>>) -> Result<Vec<f32>> {
+        let [rows, cols] = self.weight_shape(name)?;
+        let n = cstring(name, "weight name")?;
+        let mut v = vec![0f32; rows * cols];
+        // SAFETY: valid handles and C string; v holds the weight's elements.
+        guarded(|| check(unsafe {
+            sys::ftq_model_merged_weight(self.as_ptr(), lora.map_or(ptr::null(), |l| l.as_ptr()), n.as_ptr(),
+                                         v.as_mut_ptr(), v.len(), ptr::null_mut())
+        }))?;
+        Ok(v)
+    }
+
+    /// Writes the model with `lora` merged into its linear weights (None: the
+    /// base model) as a Hugging Face folder that transformers'
+    /// `from_pretrained()` loads. Options: torch_dtype, max_shard_size, and
+    /// load_in_4bit with the bnb_4bit_* options to quantize the merged
+    /// weights again in bitsandbytes' layout.
+    pub fn save_merged(&self, dir: impl AsRef<Path>, lora: Option<&Lora<'_>>, opts: Option<&Options>) -> Result<()> {
+        let d = cpath(dir.as_ref())?;
+        // SAFETY: valid handles and C string.
+        guarded(|| check(unsafe {
+            sys::ftq_model_save_merged(self.as_ptr(), lora.map_or(ptr::null(), |l| l.as_ptr()), d.as_ptr(),
+                                       opt_ptr(opts))
+        }))
     }
 }
 
