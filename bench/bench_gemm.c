@@ -11,19 +11,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "core/context.h"
 #include "core/half.h"
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 #define ROT 3
 

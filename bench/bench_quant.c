@@ -16,25 +16,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "core/context.h"
 #include "core/half.h"
 #include "quant/qtensor.h"
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return v[n / 2];
-}
 
 #define TRY(x)                                                              \
   do {                                                                      \

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "core/context.h"
 #include "core/rng.h"
 #include "libftq/ftq_generate.h"
@@ -20,16 +21,6 @@
 #include "model/graph.h"
 #include "model/model_build.h"
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 static void die(const char *what) {
   fprintf(stderr, "bench_train_cpu: %s: %s\n", what, ftq_last_error());

@@ -46,6 +46,25 @@ ftq_status ftq_cublas_status(cublasStatus_t st, const char *what, const char *fi
 
 struct ftq_gemm_cache;  // gemm.cu
 
+// Opt-in per-operation GPU time (FTQ_CUDA_PROFILE=k at context creation):
+// each profiled scope records events around its work and waits for them,
+// so the figures are exact but the run is slower; the totals count from
+// the k-th synchronize call of the context on (k = 1: from the start, so
+// warm-up work can be left out) and are logged (INFO) when the context is
+// destroyed. Scopes may nest (times inclusive).
+enum ftq_prof_id {
+  FTQ_PROF_EMBEDDING, FTQ_PROF_RMSNORM, FTQ_PROF_RMSNORM_BWD, FTQ_PROF_LINEAR, FTQ_PROF_LINEAR_BWD,
+  FTQ_PROF_WEIGHT, FTQ_PROF_BASE_GEMM, FTQ_PROF_LORA, FTQ_PROF_DROPOUT, FTQ_PROF_ROPE, FTQ_PROF_ATTENTION, FTQ_PROF_ATTENTION_BWD,
+  FTQ_PROF_SWIGLU, FTQ_PROF_SWIGLU_BWD, FTQ_PROF_LM_HEAD, FTQ_PROF_ADAMW, FTQ_PROF_REDUCE, FTQ_PROF_COUNT
+};
+struct ftq_prof {
+  int on, depth;
+  long syncs, reset_at;
+  cudaEvent_t start[8], stop[8];
+  double ms[FTQ_PROF_COUNT];
+  long calls[FTQ_PROF_COUNT];
+};
+
 // Per-context state of the CUDA backend.
 struct ftq_cuda {
   int device;
@@ -58,7 +77,40 @@ struct ftq_cuda {
   double *reduce_result_host;  // pinned, one value
   ftq_gemm_cache *gemm_cache;
   int sm_count;
+  // the model operations' small results: [0] an int flag (first bad index),
+  // [8..) doubles (the LM head's loss sum and count); device and pinned host
+  void *op_scratch;
+  void *op_scratch_host;
+  ftq_prof prof;
 };
+
+// Times the enclosing block on the context's stream when profiling is on.
+struct FtqProfScope {
+  ftq_cuda *c;
+  int id, level;
+  FtqProfScope(ftq_cuda *cu, int which) : c(cu), id(which), level(-1) {
+    if (!c->prof.on || c->prof.depth >= 8) return;
+    level = c->prof.depth++;
+    cudaEventRecord(c->prof.start[level], c->stream);
+  }
+  ~FtqProfScope() {
+    if (level < 0) return;
+    float ms = 0;
+    cudaEventRecord(c->prof.stop[level], c->stream);
+    if (cudaEventSynchronize(c->prof.stop[level]) == cudaSuccess &&
+        cudaEventElapsedTime(&ms, c->prof.start[level], c->prof.stop[level]) == cudaSuccess) {
+      c->prof.ms[id] += ms;
+      c->prof.calls[id]++;
+    }
+    cudaGetLastError();
+    c->prof.depth--;
+  }
+};
+#define FTQ_PROF_CAT2(a, b) a##b
+#define FTQ_PROF_CAT(a, b) FTQ_PROF_CAT2(a, b)
+#define FTQ_PROFILE(c, id) FtqProfScope FTQ_PROF_CAT(ftq_prof_scope_, __LINE__)(c, id)
+
+constexpr size_t kOpScratchBytes = 64;
 
 constexpr int kReduceBlocks = 1024;
 

@@ -39,6 +39,17 @@ __global__ void convert_kernel(D *dst, const S *src, size_t n) {
     dst[i] = store_f<D>(load_f<S>(src, i));
 }
 
+// f32 -> 16-bit with 16-byte loads and 8-byte stores (the activations the
+// model operations round before each tensor-core product); n4 groups of 4.
+template <typename D>
+__global__ void convert_f32_vec4_kernel(D *dst, const float4 *src, size_t n4) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x) {
+    const float4 v = src[i];
+    D o[4] = {store_f<D>(v.x), store_f<D>(v.y), store_f<D>(v.z), store_f<D>(v.w)};
+    reinterpret_cast<uint2 *>(dst)[i] = *reinterpret_cast<const uint2 *>(o);
+  }
+}
+
 // Explicit round-to-nearest multiply and add (no FMA contraction) so the
 // result is bit-identical to the CPU backend's.
 __global__ void axpby_kernel(size_t n, float a, const float *x, float b, float *y) {
@@ -119,6 +130,15 @@ ftq_status ftq_cuda_fill(void *be, void *x, ftq_dtype t, size_t n, float v) {
 
 template <typename D>
 static ftq_status launch_convert_to(ftq_cuda *c, D *dst, const void *src, ftq_dtype st, size_t n) {
+  if (sizeof(D) == 2 && st == FTQ_DTYPE_F32 && (uintptr_t)src % 16 == 0 && (uintptr_t)dst % 8 == 0 && n >= 4) {
+    const size_t n4 = n / 4;
+    convert_f32_vec4_kernel<D><<<ftq_grid_for(n4, kThreads, c), kThreads, 0, c->stream>>>(dst, (const float4 *)src, n4);
+    FTQ_CUDA_LAUNCH_CHECK("convert");
+    if (n == n4 * 4) return FTQ_OK;
+    dst += n4 * 4;
+    src = (const float *)src + n4 * 4;
+    n -= n4 * 4;
+  }
   unsigned g = ftq_grid_for(n, kThreads, c);
   switch (st) {
     case FTQ_DTYPE_F32: convert_kernel<D, float><<<g, kThreads, 0, c->stream>>>(dst, (const float *)src, n); break;
@@ -160,6 +180,7 @@ ftq_status ftq_cuda_reduce(void *be, ftq_reduce_op op, const void *x, ftq_dtype 
     *result = 0.0;
     return FTQ_OK;
   }
+  FTQ_PROFILE(c, FTQ_PROF_REDUCE);
   unsigned g = ftq_grid_for(n, kThreads, c);
   if (g > (unsigned)kReduceBlocks) g = kReduceBlocks;
   switch (t) {

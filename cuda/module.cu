@@ -1,9 +1,13 @@
 // The CUDA module's entry point and the backend table: lifecycle, memory
-// and copies. Operations live in their own files (gemm.cu, elementwise.cu).
+// and copies. Operations live in their own files (gemm.cu, elementwise.cu,
+// quant.cu, optim.cu, and the model operations in norm.cu, linear.cu,
+// attention.cu, lm_head.cu).
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common.cuh"
+#include "ops.cuh"
 #include "quant.cuh"
 #include "libftq/ftq_version.h"
 
@@ -99,7 +103,20 @@ static ftq_status cuda_create(const ftq_backend_config *cfg, void **out, char *n
     STEP(ftq_cuda_status(e, "cudaMalloc(reduction scratch)", __FILE__, __LINE__));
   if ((e = cudaMallocHost(&c->reduce_result_host, sizeof(double))) != cudaSuccess)
     STEP(ftq_cuda_status(e, "cudaMallocHost(reduction result)", __FILE__, __LINE__));
+  if ((e = cudaMalloc(&c->op_scratch, kOpScratchBytes)) != cudaSuccess)
+    STEP(ftq_cuda_status(e, "cudaMalloc(operation scratch)", __FILE__, __LINE__));
+  if ((e = cudaMallocHost(&c->op_scratch_host, kOpScratchBytes)) != cudaSuccess)
+    STEP(ftq_cuda_status(e, "cudaMallocHost(operation results)", __FILE__, __LINE__));
   STEP(ftq_cuda_gemm_cache_create(&c->gemm_cache));
+  const char *prof = getenv("FTQ_CUDA_PROFILE");
+  if (prof && *prof && strcmp(prof, "0") != 0) {
+    for (int i = 0; i < 8; i++) {
+      if ((e = cudaEventCreate(&c->prof.start[i])) != cudaSuccess || (e = cudaEventCreate(&c->prof.stop[i])) != cudaSuccess)
+        STEP(ftq_cuda_status(e, "cudaEventCreate(profiler)", __FILE__, __LINE__));
+    }
+    c->prof.on = 1;
+    c->prof.reset_at = atol(prof);
+  }
 #undef STEP
   snprintf(name, len, "cuda:%d %s (sm_%d%d, %.1f GiB)", c->device, prop.name, prop.major, prop.minor,
            (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
@@ -108,16 +125,40 @@ static ftq_status cuda_create(const ftq_backend_config *cfg, void **out, char *n
   return FTQ_OK;
 }
 
+static const char *const k_prof_names[FTQ_PROF_COUNT] = {
+    "embedding", "rmsnorm", "rmsnorm_backward", "linear", "linear_backward", "  weight (dequantize)",
+    "  base gemm (incl. activation rounding)", "  lora (incl. dropout)", "    dropout", "rope", "attention", "attention_backward",
+    "swiglu", "swiglu_backward", "lm_head", "adamw", "reduce"};
+
+static void prof_report(ftq_cuda *c) {
+  double total = 0;
+  for (int i = 0; i < FTQ_PROF_COUNT; i++)
+    if (i != FTQ_PROF_WEIGHT && i != FTQ_PROF_BASE_GEMM && i != FTQ_PROF_LORA && i != FTQ_PROF_DROPOUT)
+      total += c->prof.ms[i];
+  cuda_log(c, FTQ_LOG_INFO, "CUDA profile: %.1f ms of GPU time in profiled operations", total);
+  for (int i = 0; i < FTQ_PROF_COUNT; i++)
+    if (c->prof.calls[i])
+      cuda_log(c, FTQ_LOG_INFO, "CUDA profile: %-40s %9.2f ms %7ld calls %8.1f us/call", k_prof_names[i],
+               c->prof.ms[i], c->prof.calls[i], 1e3 * c->prof.ms[i] / (double)c->prof.calls[i]);
+}
+
 static void cuda_destroy(void *be) {
   ftq_cuda *c = (ftq_cuda *)be;
   if (!c) return;
   cudaSetDevice(c->device);
   if (c->stream) cudaStreamSynchronize(c->stream);
+  if (c->prof.on) prof_report(c);
+  for (int i = 0; i < 8; i++) {
+    if (c->prof.start[i]) cudaEventDestroy(c->prof.start[i]);
+    if (c->prof.stop[i]) cudaEventDestroy(c->prof.stop[i]);
+  }
   ftq_cuda_gemm_cache_destroy(c->gemm_cache);
   if (c->lt) cublasLtDestroy(c->lt);
   cudaFree(c->workspace);
   cudaFree(c->reduce_partials);
   cudaFreeHost(c->reduce_result_host);
+  cudaFree(c->op_scratch);
+  cudaFreeHost(c->op_scratch_host);
   if (c->stream) cudaStreamDestroy(c->stream);
   cudaGetLastError();
   free(c);
@@ -134,6 +175,10 @@ static ftq_status cuda_synchronize(void *be) {
   ftq_cuda *c = (ftq_cuda *)be;
   FTQ_TRY_CU(ftq_cuda_enter(c));
   FTQ_CUDA_TRY(cudaStreamSynchronize(c->stream));
+  if (c->prof.on && ++c->prof.syncs == c->prof.reset_at) {  // leave the warm-up out of the profile
+    memset(c->prof.ms, 0, sizeof c->prof.ms);
+    memset(c->prof.calls, 0, sizeof c->prof.calls);
+  }
   return FTQ_OK;
 }
 
@@ -178,9 +223,9 @@ static void cuda_host_free(void *be, void *ptr) {
   cudaFreeHost(ptr);
 }
 
-// Copies are ordered on the context's stream and complete before return,
-// so host buffers may be reused at once (the asynchronous paths of the
-// training step use their own streams and events).
+// Copies are ordered on the context's stream. Those that touch host
+// memory complete before return, so host buffers may be reused at once;
+// device-to-device copies stay queued like any other operation.
 static ftq_status cuda_copy(void *be, void *dst, const void *src, size_t bytes, ftq_copy_kind kind) {
   ftq_cuda *c = (ftq_cuda *)be;
   if (!bytes) return FTQ_OK;
@@ -189,7 +234,7 @@ static ftq_status cuda_copy(void *be, void *dst, const void *src, size_t bytes, 
                      : kind == FTQ_COPY_D2H ? cudaMemcpyDeviceToHost
                                             : cudaMemcpyDeviceToDevice;
   FTQ_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, k, c->stream));
-  FTQ_CUDA_TRY(cudaStreamSynchronize(c->stream));
+  if (kind != FTQ_COPY_D2D) FTQ_CUDA_TRY(cudaStreamSynchronize(c->stream));
   return FTQ_OK;
 }
 
@@ -224,13 +269,24 @@ static ftq_backend make_table() {
   t.quantize_int8 = ftq_cuda_quantize_int8;
   t.dequantize_int8 = ftq_cuda_dequantize_int8;
   t.mask_select = ftq_cuda_mask_select;
+  t.embedding = ftq_cuda_embedding;
+  t.rmsnorm = ftq_cuda_rmsnorm;
+  t.rmsnorm_backward = ftq_cuda_rmsnorm_backward;
+  t.linear = ftq_cuda_linear;
+  t.linear_backward = ftq_cuda_linear_backward;
+  t.rope = ftq_cuda_rope;
+  t.attention = ftq_cuda_attention;
+  t.attention_backward = ftq_cuda_attention_backward;
+  t.swiglu = ftq_cuda_swiglu;
+  t.swiglu_backward = ftq_cuda_swiglu_backward;
+  t.lm_head = ftq_cuda_lm_head;
   return t;
 }
 
 static const ftq_backend g_table = make_table();
 
 extern "C" __attribute__((visibility("default"))) const ftq_backend *ftq_cuda_module_entry(const ftq_host_api *host) {
-  if (!host || host->abi != FTQ_BACKEND_ABI) return nullptr;
+  if (!host || host->abi != FTQ_BACKEND_ABI || !host->dequantize) return nullptr;
   g_ftq_host = host;
   if (strcmp(host->version, FTQ_VERSION_STRING) != 0) {
     ftq_cuda_error(FTQ_ERR_NO_DEVICE, "the CUDA module is version %s but libftq is %s; install matching versions",

@@ -39,6 +39,7 @@ ftq_status ftq_cuda_adamw(void *be, const ftq_adamw_args *a) {
   ftq_cuda *c = (ftq_cuda *)be;
   if (!a->n) return FTQ_OK;
   FTQ_TRY_CU(ftq_cuda_enter(c));
+  FTQ_PROFILE(c, FTQ_PROF_ADAMW);
   const int threads = 256;
   adamw_kernel<<<ftq_grid_for(a->n, threads, c), threads, 0, c->stream>>>(*a);
   FTQ_CUDA_LAUNCH_CHECK("adamw");

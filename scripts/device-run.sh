@@ -4,13 +4,22 @@
 # Output: a short table last; full logs and JSON under $OUT.
 #
 # usage (on the device, from the repo root): scripts/device-run.sh [steps...]
-#   steps: build test sanitize bench bench-quant  (default: all)
+#   steps: build test sanitize bench bench-quant bench-step  (default: all)
 # Needs .deps/*.deb (jansson, zlib headers: the device has no package
 # registry) carried with the call; see scripts/fetch-device-deps.sh.
+# Python packages the device lacks travel as folders put on PYTHONPATH:
+# .bnb (bitsandbytes) and .pyextra (e.g. peft, copied from a venv).
+# FTQ_CTEST_ARGS: extra ctest arguments (e.g. "-L gpu").
+# FTQ_BENCH_STEP_ARGS: bench_step's shape arguments (default: the seed
+# configuration, Llama-2-7B shape, NF4 + double quant, r 64 on q_proj,v_proj,
+# batch 4, seq 512, recompute); the peers get the same shape.
 set -uo pipefail
 OUT=${OUT:-/tmp/ftq-out}
 mkdir -p "$OUT"
-steps=${*:-build test sanitize bench bench-quant}
+steps=${*:-build test sanitize bench bench-quant bench-step}
+# e2e: the fine-tuning job on SmolLM2 (the GGUF travels split in .m1 .m2 .m3,
+#      which may come in successive calls to a warm machine: the 64 MiB limit)
+# bench-load: bench_load on a 7B-shaped folder next to transformers' from_pretrained
 has() { [[ " $steps " == *" $1 "* ]]; }
 deps=/tmp/ftq-deps
 mkdir -p $deps
@@ -42,7 +51,7 @@ export FTQ_CUDA_MODULE=$PWD/build-dev/libftq-cuda.so
 export FTQ_REQUIRE_GPU=1  # a GPU test that cannot reach the GPU fails here
 if has test; then
   build-dev/bin/ftq-info | head -12
-  ctest --test-dir build-dev --output-on-failure -j 8 > "$OUT/ctest.log" 2>&1
+  ctest --test-dir build-dev --output-on-failure -j 8 ${FTQ_CTEST_ARGS:-} > "$OUT/ctest.log" 2>&1
   rc=$?
   note "ctest (all labels): rc=$rc; $(grep -E 'tests passed|tests failed' "$OUT/ctest.log")"
   grep -E "Skipped|Failed|\*\*\*" "$OUT/ctest.log" | head -20
@@ -107,6 +116,76 @@ for r in ours:
         print(f"quantize 7B bf16->nf4+dq ({r['tensors']} tensors): libftq {r['best_s']:.4f} s wall | "
               f"bnb {p.get('best_s', float('nan')):.4f} s GPU events, {p.get('best_wall_s', float('nan')):.4f} s wall")
 PY
+fi
+
+if has bench-step; then
+  for d in .bnb .pyextra; do [ -d $d ] && export PYTHONPATH=$PWD/$d:${PYTHONPATH:-}; done
+  export PYTHONUNBUFFERED=1
+  shape=${FTQ_BENCH_STEP_SHAPE:-7b}
+  bs=${FTQ_BENCH_STEP_BATCH:-4}
+  sq=${FTQ_BENCH_STEP_SEQ:-512}
+  modes=${FTQ_BENCH_STEP_PEERS:-qlora lora-bf16}
+  build-dev/bin/bench_step --shape $shape --batch $bs --seq $sq ${FTQ_BENCH_STEP_ARGS:-} \
+    > "$OUT/bench_step.jsonl" 2>> "$OUT/bench.err"
+  note "bench_step rc=$? $(tail -c 300 "$OUT/bench.err" | tail -2)"
+  if [ "${FTQ_BENCH_STEP_PROFILE_LAYERS:-4}" != 0 ]; then
+    # per-operation GPU time on a few layers of the shape, after one warm-up step (2 synchronisations)
+    FTQ_CUDA_PROFILE=2 build-dev/bin/bench_step --shape $shape --batch $bs --seq $sq ${FTQ_BENCH_STEP_ARGS:-} \
+      --layers ${FTQ_BENCH_STEP_PROFILE_LAYERS:-4} --steps 2 --warmup 1 > "$OUT/bench_step_profile.jsonl" \
+      2> "$OUT/bench_step_profile.txt"
+    note "bench_step profile rc=$?"
+    grep "CUDA profile" "$OUT/bench_step_profile.txt" | sed 's/^/    /'
+  fi
+  for mode in $modes; do
+    timeout 300 python3 bench/peer/train_step_hf.py --shape $shape --batch $bs --seq $sq --mode $mode \
+      --steps ${FTQ_BENCH_STEP_PEER_STEPS:-10} >> "$OUT/peer_step.jsonl" 2>> "$OUT/bench_peer.err"
+    note "peer train step ($mode) rc=$?"
+  done
+  python3 - "$OUT/bench_step.jsonl" "$OUT/peer_step.jsonl" <<'PY'
+import json, sys
+rows = []
+for f in sys.argv[1:]:
+    try:
+        rows += [json.loads(l) for l in open(f) if l.startswith("{")]
+    except OSError:
+        pass
+print(f"{'impl':34} {'mode':9} {'step ms':>8} {'tok/s':>8} {'peak GiB':>8}  phases / mfu")
+for r in rows:
+    extra = ""
+    if "phase_ms" in r:
+        p = r["phase_ms"]
+        extra = f"fwd {p['forward']:.1f} bwd {p['backward']:.1f} opt {p['optimizer']:.1f} ms, mfu {r['mfu']:.3f}"
+    print(f"{r['impl']:34} {r.get('mode', r.get('quant', '')):9} {r['step_ms']:8.1f} {r['tokens_per_s']:8.1f} "
+          f"{r['peak_mem_gib']:8.2f}  {extra}")
+PY
+fi
+
+if has e2e; then
+  gguf=/tmp/SmolLM2-135M-Instruct.Q4_1.gguf
+  [ -f $gguf ] || cat .m1/part .m2/part .m3/part > $gguf
+  want=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+  if [ "$(sha256sum $gguf | cut -d' ' -f1)" != $want ]; then note "e2e: model parts missing or damaged"; else
+    t0=$SECONDS
+    build-dev/bin/ftq-finetune --model $gguf --data examples/data/catalog_train_messages.jsonl \
+      --eval_prompts examples/data/catalog_eval_prompts.jsonl --eval_limit ${FTQ_E2E_EVAL:-200} --show 3 \
+      --device cuda:0 --output_dir /tmp/e2e ${FTQ_E2E_ARGS:-} > "$OUT/e2e.log" 2>&1
+    note "e2e rc=$? ($((SECONDS - t0)) s): $(grep -E '=> |trained' "$OUT/e2e.log" | tr '\n' ' ')"
+    cp /tmp/e2e/metrics.jsonl "$OUT/e2e_metrics.jsonl" 2>/dev/null
+    cp /tmp/e2e/loss.svg "$OUT/e2e_loss.svg" 2>/dev/null
+    grep -E "=> |\[(before|after)\]|->|tok/s ETA 00:00:00|train_loss" "$OUT/e2e.log" | head -20
+  fi
+fi
+
+if has bench-load; then
+  [ -d .bnb ] && export PYTHONPATH=$PWD/.bnb:${PYTHONPATH:-}
+  dir=/tmp/ftq-bench-load-7b
+  t0=$SECONDS
+  build-dev/bin/bench_load --shape 7b --device cuda --dir $dir --option load_in_4bit=true \
+    --option bnb_4bit_quant_type=nf4 --repeat 3 > "$OUT/bench_load.jsonl" 2>> "$OUT/bench.err"
+  note "bench_load rc=$? ($((SECONDS - t0)) s)"
+  timeout 400 python3 bench/peer/load_hf.py --dir $dir --device cuda --4bit --repeat 3 > "$OUT/peer_load.jsonl" 2>> "$OUT/bench.err"
+  note "peer load rc=$?"
+  cat "$OUT/bench_load.jsonl" "$OUT/peer_load.jsonl"
 fi
 
 echo

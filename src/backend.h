@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define FTQ_BACKEND_ABI 2
+#define FTQ_BACKEND_ABI 3
 
 typedef enum ftq_copy_kind {
   FTQ_COPY_H2D = 0, /* host -> device */
@@ -139,7 +139,15 @@ struct ftq_qtensor; /* quant/qtensor.h: a (possibly) quantized weight */
  * The Llama graph (src/model) runs through the operations below, defined
  * where a fast backend fuses. Activations and gradients are f32, row-major,
  * one row per token. A backend that lacks one leaves its entry NULL and the
- * graph refuses with FTQ_ERR_UNSUPPORTED naming it. */
+ * graph refuses with FTQ_ERR_UNSUPPORTED naming it.
+ *
+ * Compute precision: the CPU backend computes everything in f32. The CUDA
+ * backend runs the matrix products with the frozen base weights, attention
+ * and the LM head on the tensor cores in bf16 (fp16 where the argument
+ * struct's `fp16` is set), accumulating in f32; LoRA products, norms,
+ * softmax statistics and every gradient of a trained parameter stay f32.
+ * Operations are ordered on the context's stream: a call may return before
+ * its work is done, except where it writes host memory. */
 
 /* Quantized linear with LoRA, y = x W^T + bias + scaling * B(A(dropout(x))).
  * W is a frozen ftq_qtensor [out, in] of any scheme; A [r, in] and B [out, r]
@@ -173,17 +181,21 @@ typedef struct ftq_linear_args {
   float *grad_a, *grad_b;      /* += dL/dA, dL/dB; NULL: not wanted */
   void *work;                  /* scratch of ftq_linear_work_bytes() bytes */
   size_t work_bytes;
+  int fp16;                    /* GPU: fp16 instead of bf16 for the base product (CPU: ignored) */
 } ftq_linear_args;
 
 /* Bytes of a linear operation's dropout keep bits for n rows of in inputs. */
 static inline size_t ftq_dropout_mask_bytes(int64_t n, int64_t in) { return (size_t)n * (((size_t)in + 7u) / 8u); }
 
-/* Scratch a linear operation may use, in f32 and in this order: the
+/* Scratch a linear operation may use. CPU, in f32 and in this order: the
  * dropped input [n, in], dy B [n, r], and (dequantize != 0: the weight is
- * not an unquantized f32 tensor) the dequantized weight [out, in]. */
+ * not an unquantized f32 tensor) the dequantized weight [out, in]. CUDA:
+ * the same two f32 buffers, the weight in the compute dtype [out, in] and
+ * the input (or dy) in the compute dtype [n, max(in, out)]. */
 static inline size_t ftq_linear_work_bytes(int64_t n, int64_t in, int64_t out, int64_t r, int dequantize) {
-  return 4u * ((size_t)n * (size_t)in + (size_t)n * (size_t)r + (dequantize ? (size_t)out * (size_t)in : 0u)) +
-         3u * 256u;
+  const size_t nn = (size_t)n, ni = (size_t)in, no = (size_t)out;
+  return 4u * (nn * ni + nn * (size_t)r) + (dequantize ? 4u : 2u) * no * ni + 2u * nn * (ni > no ? ni : no) +
+         5u * 256u;
 }
 
 /* Causal self-attention over rotated q/k (GQA: query head h reads kv head
@@ -202,12 +214,14 @@ typedef struct ftq_attention_args {
   const int32_t *key_valid;    /* [batch, kv_len] or NULL: every key valid */
   const int32_t *seq_ids;      /* [batch, kv_len] or NULL: one sequence per row */
   float *out;                  /* [batch, q_len, n_heads * head_dim] */
-  float *lse;                  /* [batch, q_len, n_heads] log-sum-exp, saved for backward; may be NULL in forward */
-  /* backward (kv_len == q_len, kv_stride == kv_len) */
+  float *lse;                  /* [batch, q_len, n_heads] log-sum-exp (natural log; -inf where a query sees no
+                                  key); may be NULL in forward */
+  /* backward (kv_len == q_len, kv_stride == kv_len); it also reads out and lse as the forward wrote them */
   const float *dout;
   float *dq, *dk, *dv;         /* written (not accumulated), shapes of q, k, v */
   void *work;                  /* scratch of ftq_attention_work_bytes() bytes */
   size_t work_bytes;
+  int fp16;                    /* GPU: fp16 instead of bf16 for the products (CPU: ignored) */
 } ftq_attention_args;
 
 /* Queries per block of the attention's scratch: a block's scores are
@@ -218,10 +232,13 @@ static inline int64_t ftq_attention_q_block(int64_t q_len, int64_t kv_len) {
   return b < q_len ? b : (q_len > 0 ? q_len : 1);
 }
 
-/* Scratch of the attention: two [block, kv_len] f32 score matrices. */
-static inline size_t ftq_attention_work_bytes(int64_t q_len, int64_t kv_len) {
+/* Scratch of the attention of `batch` rows of n_heads heads. CPU: two
+ * [block, kv_len] f32 score matrices. CUDA: rowsum(dout * out) per query
+ * and head for the backward, [batch, q_len, n_heads] f32. */
+static inline size_t ftq_attention_work_bytes(int64_t batch, int64_t n_heads, int64_t q_len, int64_t kv_len) {
   size_t b = (size_t)ftq_attention_q_block(q_len, kv_len);
-  return 8u * b * (size_t)(kv_len > 0 ? kv_len : 1) + 256u;
+  size_t cpu = 8u * b * (size_t)(kv_len > 0 ? kv_len : 1), gpu = 4u * (size_t)batch * (size_t)n_heads * (size_t)q_len;
+  return (cpu > gpu ? cpu : gpu) + 256u;
 }
 
 /* LM head + cross-entropy, chunked over the vocabulary so the [n, vocab]
@@ -245,14 +262,17 @@ typedef struct ftq_lm_head_args {
   int64_t vocab_chunk;         /* columns per chunk */
   void *work;                  /* scratch of ftq_lm_head_work_bytes() bytes */
   size_t work_bytes;
+  int fp16;                    /* GPU: fp16 instead of bf16 for the products (CPU: ignored) */
 } ftq_lm_head_args;
 
 /* Scratch of the LM head, in this order: an [n, vocab_chunk] f32 slice of
- * logits, 4 doubles per row, and (w_type not f32) a chunk of the weight
- * converted to f32 [vocab_chunk, dim]. */
+ * logits, 4 doubles per row, and a chunk of the weight converted
+ * [vocab_chunk, dim] (CPU: to f32, when w_type is not f32). CUDA adds h and
+ * the chunk's exp(logit - max) in the compute dtype and one f32 per row. */
 static inline size_t ftq_lm_head_work_bytes(int64_t n, int64_t dim, int64_t vocab_chunk, ftq_dtype w_type) {
-  return 4u * (size_t)n * (size_t)vocab_chunk + 8u * 4u * (size_t)n +
-         (w_type != FTQ_DTYPE_F32 ? 4u * (size_t)vocab_chunk * (size_t)dim : 0u) + 3u * 256u;
+  (void)w_type;
+  const size_t nn = (size_t)n, c = (size_t)vocab_chunk, d = (size_t)dim;
+  return 4u * nn * c + 8u * 4u * nn + 4u * c * d + 2u * nn * d + 2u * nn * c + 4u * nn + 7u * 256u;
 }
 
 /* What a backend needs to set a context up. */
@@ -363,6 +383,10 @@ typedef struct ftq_host_api {
   const char *version; /* FTQ_VERSION_STRING of libftq */
   ftq_status (*verror)(ftq_status status, const char *fmt, va_list ap);
   void (*log)(const ftq_context *ctx, ftq_log_level level, const char *msg);
+  /* ftq_qtensor_dequantize (quant/qtensor.h): a weight of any scheme into
+   * dst (numel elements of dst_dtype) on the weight's context, so the
+   * linear operation needs no copy of the quantization layouts. */
+  ftq_status (*dequantize)(const struct ftq_qtensor *q, ftq_dtype dst_dtype, void *dst);
 } ftq_host_api;
 
 /* Entry point a CUDA module exports. Returns NULL (with the message set

@@ -17,6 +17,25 @@ static const ftq_cli_flag *find_flag(const ftq_cli *cli, const char *name, size_
   return NULL;
 }
 
+/* The default --help shows: the program's own when it sets one, else the
+ * registry's. */
+static const char *default_text(const ftq_cli *cli, size_t i, char *buf, size_t len) {
+  const char *name = ftq_option_name(i);
+  int set = 0;
+  if (!cli->defaults || ftq_options_is_set(cli->defaults, name, &set) != FTQ_OK || !set) return ftq_option_default(i);
+  int64_t iv;
+  double fv;
+  int bv;
+  const char *sv;
+  switch (ftq_option_type_of(i)) {
+    case FTQ_OPTION_INT: ftq_options_get_int(cli->defaults, name, &iv), snprintf(buf, len, "%lld", (long long)iv); break;
+    case FTQ_OPTION_FLOAT: ftq_options_get_float(cli->defaults, name, &fv), snprintf(buf, len, "%g", fv); break;
+    case FTQ_OPTION_BOOL: ftq_options_get_bool(cli->defaults, name, &bv), snprintf(buf, len, "%s", bv ? "true" : "false"); break;
+    default: ftq_options_get_string(cli->defaults, name, &sv), snprintf(buf, len, "%s", sv); break;
+  }
+  return buf;
+}
+
 void ftq_cli_help(const ftq_cli *cli, FILE *out) {
   static const char *types[] = {"INT", "FLOAT", "BOOL", "TEXT"};
   fprintf(out, "usage: %s [flags] [--config FILE.json] [--<option> VALUE ...]\n\n%s\n\n", cli->prog, cli->summary);
@@ -43,8 +62,10 @@ void ftq_cli_help(const ftq_cli *cli, FILE *out) {
       snprintf(extra, sizeof extra, "; one of %s%s", ftq_option_choices(i), ftq_option_is_list(i) ? " (comma-separated list)" : "");
     else if (ftq_option_range(i, &lo, &hi) == FTQ_OK && !(isinf(lo) && isinf(hi)))
       snprintf(extra, sizeof extra, "; range [%g, %g]", lo, hi);
+    char dbuf[128];
+    const char *def = default_text(cli, i, dbuf, sizeof dbuf);
     fprintf(out, "  --%s %s\n      %s (default %s%s)\n", ftq_option_name(i), types[t], ftq_option_doc(i),
-            *ftq_option_default(i) ? ftq_option_default(i) : "\"\"", extra);
+            *def ? def : "\"\"", extra);
   }
   ftq_clear_error();
 }

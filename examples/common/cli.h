@@ -23,6 +23,7 @@ typedef struct ftq_cli {
   const char *const *groups;  /* option groups this program reads, NULL-terminated */
   const ftq_cli_flag *flags;
   size_t n_flags;
+  const ftq_options *defaults; /* the program's own defaults (shown by --help), or NULL */
 } ftq_cli;
 
 /* Parses argv into `opts` and the program's flags. Returns 0 to go on, 1

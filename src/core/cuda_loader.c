@@ -23,6 +23,7 @@ ftq_status ftq_backend_cuda(const ftq_backend **out) {
 #include <stdlib.h>
 
 #include "core/context.h"
+#include "quant/qtensor.h"
 
 #define MODULE_FILE "libftq-cuda.so"
 
@@ -34,7 +35,8 @@ static char g_reason[1536];
 
 static void host_log(const ftq_context *ctx, ftq_log_level level, const char *msg) { ftq_log(ctx, level, "%s", msg); }
 
-static const ftq_host_api g_host = {FTQ_BACKEND_ABI, FTQ_VERSION_STRING, ftq_verror, host_log};
+static const ftq_host_api g_host = {FTQ_BACKEND_ABI, FTQ_VERSION_STRING, ftq_verror, host_log,
+                                    ftq_qtensor_dequantize};
 
 /* Tries one path; on failure appends why to `why`. */
 static void *try_open(const char *path, char *why, size_t len) {

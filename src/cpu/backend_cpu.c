@@ -10,7 +10,11 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "core/log.h"
 #include "cpu/cpu.h"
+#ifdef FTQ_HAVE_BLAS
+#include <cblas.h>
+#endif
 #include "quant/quant_cpu.h"
 
 #ifdef FTQ_HAVE_BLAS
@@ -33,7 +37,22 @@ static ftq_status cpu_create(const ftq_backend_config *cfg, void **be, char *nam
     free(c);
     return st;
   }
-  snprintf(name, len, "cpu (%d thread%s, %s)", c->num_threads, c->num_threads == 1 ? "" : "s", CPU_GEMM_NAME);
+  char gemm[96];
+  snprintf(gemm, sizeof gemm, "%s", CPU_GEMM_NAME);
+#ifdef FTQ_HAVE_BLAS
+  /* OpenBLAS picks its kernels by CPU model at load; on models it does not
+   * know it falls back to generic ones 3-4x slower. Say which it runs, and
+   * warn when the generic ones run on a CPU with AVX2. */
+  const char *core = openblas_get_corename();
+  snprintf(gemm, sizeof gemm, "%s %s", CPU_GEMM_NAME, core ? core : "?");
+  if (core && (!strcmp(core, "Prescott") || !strcmp(core, "Core2") || !strcmp(core, "Nehalem")) &&
+      __builtin_cpu_supports("avx2"))
+    ftq_log(cfg->ctx, FTQ_LOG_WARN,
+            "OpenBLAS runs its generic %s kernels on a CPU with AVX2%s: CPU GEMMs are several times slower than "
+            "they could be; set OPENBLAS_CORETYPE=%s in the environment", core,
+            __builtin_cpu_supports("avx512f") ? "/AVX-512" : "", __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell");
+#endif
+  snprintf(name, len, "cpu (%d thread%s, %s)", c->num_threads, c->num_threads == 1 ? "" : "s", gemm);
   *be = c;
   return FTQ_OK;
 }

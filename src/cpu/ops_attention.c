@@ -129,7 +129,7 @@ static ftq_status check_attention(const ftq_attention_args *a, int backward) {
                      (long long)a->n_heads, (long long)a->n_kv_heads, (long long)a->q_len, (long long)a->kv_len);
   if (backward && (a->kv_len != a->q_len || a->kv_stride != a->kv_len))
     return ftq_error(FTQ_ERR_INVALID_ARGUMENT, "attention backward needs kv_len == q_len");
-  size_t need = ftq_attention_work_bytes(a->q_len, a->kv_len);
+  size_t need = ftq_attention_work_bytes(a->batch, a->n_heads, a->q_len, a->kv_len);
   if (!a->work || a->work_bytes < need)
     return ftq_error(FTQ_ERR_INTERNAL, "attention: scratch of %zu bytes given, %zu needed", a->work_bytes, need);
   return FTQ_OK;

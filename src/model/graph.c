@@ -27,6 +27,9 @@
 static const ftq_option_def graph_option_defs[] = {
     {"gradient_checkpointing", "train", FTQ_OPTION_BOOL, "false", 0, 0, NULL, 0,
      "keep only each decoder layer's input during the forward pass and recompute the layer in the backward"},
+    {"fp16", "train", FTQ_OPTION_BOOL, "false", 0, 0, NULL, 0,
+     "CUDA: run the matrix products with the base weights, attention and the LM head in fp16 instead of bf16 "
+     "(f32 accumulation either way; the CPU computes in f32)"},
 };
 FTQ_OPTION_TABLE(graph, graph_option_defs);
 
@@ -34,6 +37,7 @@ ftq_status ftq_graph_settings_init(const ftq_options *opts, ftq_graph_settings *
   FTQ_CHECK_ARG(s, "ftq_graph_settings_init: settings must not be NULL");
   memset(s, 0, sizeof *s);
   s->training = 1;
+  FTQ_TRY(ftq_options_get_bool(opts, "fp16", &s->fp16));
   return ftq_options_get_bool(opts, "gradient_checkpointing", &s->gradient_checkpointing);
 }
 
@@ -83,7 +87,7 @@ typedef struct graph {
   const ftq_model_config *c;
   struct ftq_lora *lora;
   int64_t rows, S, T;      /* rows x S tokens in this call, T = rows * S */
-  int backward, ckpt, training, want_logits;
+  int backward, ckpt, training, want_logits, fp16;
   uint64_t seed, step;
   int64_t Hd, Q, KVd, I, V, r, chunk;
   /* device inputs */
@@ -236,7 +240,7 @@ static void carve(graph *g, bump *ab, bump *wb) {
   }
   /* one scratch for the operations, used one after the other */
   const int64_t kv_len = g->cache ? g->past + g->S : g->S;
-  size_t w = ftq_attention_work_bytes(g->S, kv_len);
+  size_t w = ftq_attention_work_bytes(g->rows, g->c->num_attention_heads, g->S, kv_len);
   w = max_sz(w, ftq_lm_head_work_bytes(T, g->Hd, g->chunk, head_weight(g->m)->dtype));
   for (int64_t l = 0; l < L; l++)
     for (int p = 0; p < FTQ_PROJ_COUNT; p++) {
@@ -281,6 +285,7 @@ static ftq_status graph_init(graph *g, struct ftq_model *m, int64_t rows, int64_
   g->ckpt = backward && s && s->gradient_checkpointing;
   g->training = s && s->training;
   g->want_logits = want_logits;
+  g->fp16 = s ? s->fp16 : 0;
   g->seed = s ? s->seed : 0;
   g->step = s ? s->step : 0;
   g->Hd = g->c->hidden_size;
@@ -426,6 +431,7 @@ static void linear_setup(const graph *g, int64_t l, int p, ftq_linear_args *a, c
   a->x = x;
   a->work = g->work;
   a->work_bytes = g->work_bytes;
+  a->fp16 = g->fp16;
 }
 
 static ftq_status linear_fwd(graph *g, int64_t l, int p, acts *A, const float *x, float *y) {
@@ -479,6 +485,7 @@ static void attention_setup(const graph *g, int64_t l, ftq_attention_args *a, co
   a->lse = g->backward ? A->lse : NULL;
   a->work = g->work;
   a->work_bytes = g->work_bytes;
+  a->fp16 = g->fp16;
 }
 
 /* Layer l from A->R and A->xn1/rstd1 (its attention norm, already done).
@@ -593,6 +600,7 @@ static ftq_status lm_head(graph *g, const float *h, int64_t n, float grad_scale,
   a.vocab_chunk = g->chunk;
   a.work = g->work;
   a.work_bytes = g->work_bytes;
+  a.fp16 = g->fp16;
   return g->be->lm_head(g->bectx, &a);
 }
 

@@ -43,10 +43,12 @@ typedef struct ftq_graph_settings {
   double num_items;           /* loss normaliser: counted tokens of the whole accumulated
                                  batch; <= 0: those of this batch */
   int64_t vocab_chunk;        /* LM-head vocabulary chunk; 0: automatic */
+  int fp16;                   /* GPU backends: fp16 instead of bf16 matrix products (option `fp16`) */
 } ftq_graph_settings;
 
 /* Training settings from options: training on, `gradient_checkpointing`
- * (group "train") read; seed, step and num_items left 0 for the caller. */
+ * and `fp16` (group "train") read; seed, step and num_items left 0 for the
+ * caller. */
 ftq_status ftq_graph_settings_init(const ftq_options *opts, ftq_graph_settings *s);
 
 typedef struct ftq_graph_result {

@@ -11,7 +11,7 @@ static const ftq_cli_flag flags[] = {
     {"verbose", NULL, "say more", &verbose},
 };
 static const char *const groups[] = {"optim", "context", NULL};
-static const ftq_cli cli = {"prog", "A test program.", groups, flags, 2};
+static ftq_cli cli = {"prog", "A test program.", groups, flags, 2, NULL};
 
 static int parse(ftq_options *o, int argc, const char **argv) {
   return ftq_cli_parse(&cli, argc, (char **)argv, o);
@@ -64,7 +64,12 @@ int main(void) {
   const char *bad6[] = {"prog", "--cuda_workspace_mb", "-5"};
   CHECK(parse(o, 3, bad6) == 2);
 
-  /* help lists the program's groups only, with defaults and ranges */
+  /* help lists the program's groups only, with defaults (the program's own
+   * where it sets one) and ranges */
+  ftq_options *defs;
+  REQUIRE_OK(ftq_options_create(&defs));
+  REQUIRE_OK(ftq_options_set_float(defs, "weight_decay", 0.001));
+  cli.defaults = defs;
   char *buf = NULL;
   size_t len = 0;
   FILE *mem = open_memstream(&buf, &len);
@@ -74,7 +79,9 @@ int main(void) {
   CHECK(strstr(buf, "--model PATH") && strstr(buf, "(default m.gguf)"));
   CHECK(strstr(buf, "one of linear|cosine|constant|constant_with_warmup"));
   CHECK(strstr(buf, "optim options:") && strstr(buf, "context options:"));
+  CHECK(strstr(buf, "decoupled weight decay (all LoRA weights) (default 0.001"));
   free(buf);
+  ftq_options_destroy(defs);
   ftq_options_destroy(o);
   return test_finish("test_cli");
 }
