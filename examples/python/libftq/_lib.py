@@ -134,6 +134,10 @@ PROTOTYPES = {
     "ftq_lora_set_tensor": (_S, [_H, _Z, c_void_p, _Z]),
     "ftq_lora_get_grad": (_S, [_H, _Z, c_void_p, _Z]),
     "ftq_lora_zero_grad": (_S, [_H]),
+    "ftq_lora_save": (_S, [_H, _STR, _H]),
+    "ftq_lora_load": (_S, [_H, _STR, _STR, _H, _PH]),
+    "ftq_model_merged_weight": (_S, [_H, _H, _STR, c_void_p, _Z, _PI64]),
+    "ftq_model_save_merged": (_S, [_H, _H, _STR, _H]),
     # ftq_tokenizer.h
     "ftq_tokenizer_load": (_S, [_STR, _H, _PH]),
     "ftq_tokenizer_load_json": (_S, [c_void_p, _Z, _H, _PH]),

@@ -274,6 +274,13 @@ ftq_functions! {
     fn ftq_lora_set_tensor(lora: *mut ftq_lora, index: usize, src: *const c_float, count: usize) -> ftq_status;
     fn ftq_lora_get_grad(lora: *const ftq_lora, index: usize, dst: *mut c_float, count: usize) -> ftq_status;
     fn ftq_lora_zero_grad(lora: *mut ftq_lora) -> ftq_status;
+    fn ftq_lora_save(lora: *const ftq_lora, dir: *const c_char, opts: *const ftq_options) -> ftq_status;
+    fn ftq_lora_load(model: *mut ftq_model, dir: *const c_char, adapter_name: *const c_char, opts: *const ftq_options,
+                     out: *mut *mut ftq_lora) -> ftq_status;
+    fn ftq_model_merged_weight(model: *const ftq_model, lora: *const ftq_lora, name: *const c_char, dst: *mut c_float,
+                               count: usize, shape: *mut i64) -> ftq_status;
+    fn ftq_model_save_merged(model: *mut ftq_model, lora: *const ftq_lora, dir: *const c_char,
+                             opts: *const ftq_options) -> ftq_status;
     // ftq_tokenizer.h
     fn ftq_tokenizer_load(path: *const c_char, opts: *const ftq_options, out: *mut *mut ftq_tokenizer) -> ftq_status;
     fn ftq_tokenizer_load_json(json: *const c_char, len: usize, opts: *const ftq_options,
