@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "core/dtype.h"
+#include "libftq/ftq_comm.h"
 #include "libftq/ftq_context.h"
 #include "libftq/ftq_status.h"
 
@@ -28,7 +29,7 @@
 extern "C" {
 #endif
 
-#define FTQ_BACKEND_ABI 3
+#define FTQ_BACKEND_ABI 4
 
 typedef enum ftq_copy_kind {
   FTQ_COPY_H2D = 0, /* host -> device */
@@ -276,6 +277,38 @@ static inline size_t ftq_lm_head_work_bytes(int64_t n, int64_t dim, int64_t voca
 }
 
 /* What a backend needs to set a context up. */
+/* ---- communicators ------------------------------------------------------
+ * What one kind of communicator implements (src/dist/comm.h dispatches).
+ * `impl` is the kind's state. Buffers are device memory of the context the
+ * communicator was made on (host memory for the CPU). Every call that
+ * waits gives up after the timeout given at creation, and notices a peer
+ * that aborted or exited; it then returns FTQ_ERR_TIMEOUT (nothing came),
+ * FTQ_ERR_COMM (a peer left, died or aborted) or FTQ_ERR_NCCL (NCCL failed) with the message set, naming
+ * `what` and the peer where known. After a failure the caller aborts. */
+typedef struct ftq_comm_ops {
+  const char *name; /* "shm", "nccl" */
+  /* In-place sum over the ranks of n_bufs f32 buffers (counts[i]
+   * elements), issued as one group. May return before it is done (NCCL:
+   * on a communication stream, after the work issued so far on the
+   * context's stream); `wait` completes it. Every rank gets the same bits. */
+  ftq_status (*allreduce_f32)(void *impl, float *const *bufs, const size_t *counts, size_t n_bufs, const char *what);
+  /* Buffer i (bytes[i] bytes) from rank roots[i] to every rank, as one group; asynchronous as above. */
+  ftq_status (*broadcast)(void *impl, void *const *bufs, const size_t *bytes, const int *roots, size_t n_bufs,
+                          const char *what);
+  /* The context's stream waits for every operation issued so far; the host
+   * blocks until they are complete (polling for errors and the timeout). */
+  ftq_status (*wait)(void *impl, const char *what);
+  /* Host values, blocking; reduced in rank order, the same bits everywhere. */
+  ftq_status (*allreduce_host)(void *impl, double *values, size_t n, ftq_comm_reduce op, const char *what);
+  ftq_status (*barrier)(void *impl, const char *what);
+  /* Non-blocking health query. */
+  ftq_status (*check)(void *impl);
+  /* Makes pending and later operations fail here and on the peers; safe
+   * from another thread. */
+  void (*abort)(void *impl);
+  void (*destroy)(void *impl);
+} ftq_comm_ops;
+
 typedef struct ftq_backend_config {
   int device_index;       /* CUDA device ordinal; 0 for CPU */
   int num_threads;        /* CPU worker threads (>= 1) */
@@ -374,6 +407,14 @@ typedef struct ftq_backend {
   ftq_status (*swiglu_backward)(void *be, size_t n, const float *gate, const float *up, const float *dout,
                                 float *dgate, float *dup);
   ftq_status (*lm_head)(void *be, const ftq_lm_head_args *args);
+
+  /* ---- communicators (NULL when the backend has none, e.g. CUDA without NCCL) ---- */
+  /* A new id payload of `len` bytes (NCCL: ncclGetUniqueId; len >= 128). */
+  ftq_status (*comm_id_create)(unsigned char *payload, size_t len);
+  /* Joins the communicator `payload` names as rank of size on this
+   * backend context; blocks until every rank joined or timeout_s passed. */
+  ftq_status (*comm_create)(void *be, const unsigned char *payload, size_t len, int rank, int size, double timeout_s,
+                            void **impl, const ftq_comm_ops **ops);
 } ftq_backend;
 
 /* Services libftq gives a backend module: error text and logging, so the

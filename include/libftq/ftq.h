@@ -19,6 +19,7 @@
 #include "ftq_version.h"
 #include "ftq_status.h"
 #include "ftq_options.h"
+#include "ftq_comm.h"
 #include "ftq_context.h"
 #include "ftq_model.h"
 #include "ftq_quantizer.h"

@@ -39,7 +39,8 @@ typedef enum ftq_status {
   FTQ_ERR_NUMERIC = -17,              /**< Non-finite values where finite ones are required. */
   FTQ_ERR_CANCELLED = -18,            /**< Stopped on request (a callback returned non-zero). */
   FTQ_ERR_TIMEOUT = -19,              /**< An operation did not complete in its time limit. */
-  FTQ_ERR_INTERNAL = -20              /**< A broken internal invariant (a libftq bug). */
+  FTQ_ERR_INTERNAL = -20,             /**< A broken internal invariant (a libftq bug). */
+  FTQ_ERR_COMM = -21                  /**< A communicator peer failed, left or aborted (ftq_comm.h). */
 } ftq_status;
 
 /**

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ftq_comm.h"
 #include "ftq_dataset.h"
 #include "ftq_export.h"
 #include "ftq_lora.h"
@@ -298,6 +299,42 @@ FTQ_API int64_t ftq_trainer_total_steps(const ftq_trainer *trainer);
 /** @param trainer the trainer
  *  @return steps skipped for non-finite loss or gradients (-1 for NULL) */
 FTQ_API int64_t ftq_trainer_nonfinite_steps(const ftq_trainer *trainer);
+
+/**
+ * Makes the trainer one rank of a data-parallel run (ftq_comm.h). Call it
+ * on every rank after ftq_trainer_create() and before ftq_trainer_plan(),
+ * the first step and ftq_trainer_load_checkpoint(); every rank must have
+ * the same model, adapter initialisation, data set and options.
+ *
+ * The global batch is then per-device batch x world size x
+ * gradient_accumulation_steps. Each optimizer step takes the next world x
+ * accumulation micro-batches of the single-device order (group_by_length
+ * included) and gives rank r the r-th run of `accumulation` of them, so the
+ * run follows a single-device run with gradient_accumulation_steps = world
+ * x accumulation up to the order of floating-point sums: the same batches,
+ * the same dropout masks, the same loss normalisation. Steps per epoch and
+ * the schedule are recomputed for the global batch.
+ *
+ * Adapter gradients are all-reduced in buckets while the backward pass is
+ * still running (option ddp_overlap); loss, token counts and the gradient
+ * norm are reduced, so every rank logs the same values; evaluation shards
+ * the eval batches. With zero_stage = 1 each rank keeps the optimizer
+ * states of its share of the parameters only and the updated parameters are
+ * broadcast from their owners. Checkpoints hold the adapter and trainer
+ * state once (written by rank 0) and one optimizer file per rank; resume
+ * with the same world size.
+ *
+ * A failed collective (a peer lost, a timeout) makes the step fail on every
+ * surviving rank within comm_timeout_s.
+ * @param trainer the trainer
+ * @param comm the communicator (it must outlive the trainer); NULL detaches
+ *        (only before the first step)
+ * @return FTQ_OK; FTQ_ERR_STATE after the first step or a checkpoint load;
+ *         FTQ_ERR_INVALID_ARGUMENT for a communicator of another context;
+ *         FTQ_ERR_STATE when the ranks' settings differ (data set size,
+ *         steps, adapter size), naming the first difference
+ */
+FTQ_API ftq_status ftq_trainer_set_comm(ftq_trainer *trainer, ftq_comm *comm);
 
 /** @param trainer the trainer
  *  @return the trainer's optimizer (owned by the trainer), NULL for NULL */

@@ -80,6 +80,7 @@ const char *ftq_status_string(ftq_status status) {
     case FTQ_ERR_CANCELLED: return "cancelled";
     case FTQ_ERR_TIMEOUT: return "timed out";
     case FTQ_ERR_INTERNAL: return "internal error";
+    case FTQ_ERR_COMM: return "communicator peer lost";
   }
   return "unknown status";
 }

@@ -16,6 +16,7 @@ extern const ftq_option_table ftq_train_options;
 extern const ftq_option_table ftq_peft_options;
 extern const ftq_option_table ftq_qat_options;
 extern const ftq_option_table ftq_merge_options;
+extern const ftq_option_table ftq_dist_options;
 
 const ftq_option_table *const ftq_option_tables[] = {
     &ftq_context_options,
@@ -31,5 +32,6 @@ const ftq_option_table *const ftq_option_tables[] = {
     &ftq_peft_options,
     &ftq_qat_options,
     &ftq_merge_options,
+    &ftq_dist_options,
 };
 const size_t ftq_option_table_count = sizeof(ftq_option_tables) / sizeof(ftq_option_tables[0]);
