@@ -398,6 +398,14 @@ static ftq_status load_checkpoint(ftq_trainer *t, const char *dir) {
   int64_t *vals[] = {&gstep, &total, &micro, &seed, &n_tensors, &n_params, &r_, &targets, &consec, &nonfinite, &since,
                      &loss_steps};
   for (size_t k = 0; st == FTQ_OK && k < sizeof keys / sizeof keys[0]; k++) st = meta_int(meta, keys[k], path, vals[k]);
+  /* a checkpoint without these fields comes from a one-device run */
+  int64_t world = 1, zero = 0;
+  if (st == FTQ_OK && json_object_get(meta, "world_size")) st = meta_int(meta, "world_size", path, &world);
+  if (st == FTQ_OK && json_object_get(meta, "zero_stage")) st = meta_int(meta, "zero_stage", path, &zero);
+  if (st == FTQ_OK && (world != t->world || zero != t->zero_stage))
+    st = ftq_error(FTQ_ERR_STATE, "checkpoint '%s' was written by %lld rank%s with zero_stage %lld; this run has %d "
+                   "with zero_stage %d: resume with the same world size and zero_stage", path, (long long)world,
+                   world == 1 ? "" : "s", (long long)zero, t->world, t->zero_stage);
   int64_t have_params = 0;
   if (st == FTQ_OK) st = ftq_lora_num_parameters(t->lora, &have_params);
   if (st == FTQ_OK && (n_tensors != (int64_t)t->lora->n_tensors || n_params != have_params || r_ != t->lora->r ||
@@ -414,14 +422,6 @@ static ftq_status load_checkpoint(ftq_trainer *t, const char *dir) {
       st = ftq_error(FTQ_ERR_SHAPE, "checkpoint '%s' was made on another data set or batching (fingerprint %s, now %s)",
                      path, json_is_string(v) ? json_string_value(v) : "?", fp);
   }
-  /* a checkpoint without these fields comes from a one-device run */
-  int64_t world = 1, zero = 0;
-  if (st == FTQ_OK && json_object_get(meta, "world_size")) st = meta_int(meta, "world_size", path, &world);
-  if (st == FTQ_OK && json_object_get(meta, "zero_stage")) st = meta_int(meta, "zero_stage", path, &zero);
-  if (st == FTQ_OK && (world != t->world || zero != t->zero_stage))
-    st = ftq_error(FTQ_ERR_STATE, "checkpoint '%s' was written by %lld rank%s with zero_stage %lld; this run has %d "
-                   "with zero_stage %d: resume with the same world size and zero_stage", path, (long long)world,
-                   world == 1 ? "" : "s", (long long)zero, t->world, t->zero_stage);
   if (st == FTQ_OK && total != t->total_steps)
     FTQ_LOGW(t->ctx, "checkpoint '%s' was made for a run of %lld steps; this run has %lld (the schedule differs)", path,
              (long long)total, (long long)t->total_steps);

@@ -239,6 +239,7 @@ int main(void) {
   memset(z, 0, sizeof z);
   memset(tmp, 0, sizeof tmp);
   if (system("rm -rf " OUT_DIR) != 0) fprintf(stderr, "could not clean " OUT_DIR "\n");
+  mkdir(OUT_DIR, 0755);
 
   /* the reference: one device, accumulation 4 */
   run_world(ref, 0, 4, NULL, 0, NULL);
