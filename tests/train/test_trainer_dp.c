@@ -6,7 +6,12 @@
  * ranks, ZeRO-1 equal to plain data parallel to the bit, checkpoints that
  * resume exactly with the same world size and are refused with another,
  * sharded evaluation, settings that differ between ranks, and a rank that
- * disappears mid-run. */
+ * disappears mid-run.
+ *
+ * Built with DP_CUDA it runs the same on GPUs (rank r on cuda:r, NCCL),
+ * as test_trainer_dp_cuda: skipped below 2 GPUs, 4 ranks only with 4. The
+ * GPU tolerances allow for bf16 base products whose rounding depends on
+ * the micro-batch a rank holds. */
 #include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -17,7 +22,19 @@
 #define TOK "tests/ref/tok/sp_meta"
 #define DATA "examples/data/catalog_train_text.jsonl"
 #define MAX_STEPS 6
+#ifdef DP_CUDA
+#define OUT_DIR "build-test-trainer-dp-cuda"
+#define NAME "test_trainer_dp_cuda"
+#define LOSS_TOL 2e-3
+#define PARAM_TOL 2e-2
+#define TIMEOUT_S "10"
+#else
 #define OUT_DIR "build-test-trainer-dp"
+#define NAME "test_trainer_dp"
+#define LOSS_TOL 1e-5
+#define PARAM_TOL 1e-4
+#define TIMEOUT_S "20"
+#endif
 static const char *MODEL_CFG =
     "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 48, \"intermediate_size\": 80, "
     "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"vocab_size\": 1481, "
@@ -84,7 +101,13 @@ static void *run_job(void *arg) {
   char json[512];
   TRY(ftq_options_create(&co));
   TRY(ftq_options_set_int(co, "num_threads", 1));
+#ifdef DP_CUDA
+  char dev[32];
+  snprintf(dev, sizeof dev, "cuda:%d", j->rank);
+  TRY(ftq_context_create(dev, co, &ctx));
+#else
   TRY(ftq_context_create("cpu", co, &ctx));
+#endif
   TRY(ftq_tokenizer_load(TOK, NULL, &tok));
   TRY(ftq_options_create(&o));
   snprintf(json, sizeof json,
@@ -92,7 +115,7 @@ static void *run_job(void *arg) {
            "\"gradient_accumulation_steps\": %d, \"group_by_length\": true, \"r\": 8, \"lora_alpha\": 16, "
            "\"lora_dropout\": 0.1, \"target_modules\": \"all-linear\", \"learning_rate\": 0.01, "
            "\"lr_scheduler_type\": \"cosine\", \"warmup_ratio\": 0.1, \"max_grad_norm\": 0.3, "
-           "\"weight_decay\": 0.001, \"logging_steps\": 1, \"max_steps\": %d, \"comm_timeout_s\": 20, "
+           "\"weight_decay\": 0.001, \"logging_steps\": 1, \"max_steps\": %d, \"comm_timeout_s\": " TIMEOUT_S ", "
            "\"output_dir\": \"%s\"}", j->grad_accum, MAX_STEPS, OUT_DIR);
   TRY(ftq_options_load_json(o, json));
   if (j->extra_json) TRY(ftq_options_load_json(o, j->extra_json));
@@ -158,7 +181,11 @@ done:
 static void run_world_ex(job *jobs, int world, int grad_accum, const char *extra, int save_at, const char *resume,
                          const char *rank1_extra, int rank1_quit_at) {
   static unsigned char id[FTQ_COMM_ID_SIZE]; /* the threads read it while they run */
+#ifdef DP_CUDA
+  REQUIRE_OK(ftq_comm_id_create(FTQ_DEVICE_CUDA, id));
+#else
   REQUIRE_OK(ftq_comm_id_create(FTQ_DEVICE_CPU, id));
+#endif
   int n = world > 0 ? world : 1;
   pthread_t th[8];
   for (int r = 0; r < n; r++) {
@@ -214,10 +241,10 @@ static void compare_to_reference(const job *ref, const job *dp, const char *what
   printf("%s: worst relative loss difference %.2e, grad norm %.2e; parameters %.2e of max |p| %.3f; eval %.6f vs %.6f\n",
          what, worst_loss, worst_norm, worst_param, scale, dp->eval_loss, ref->eval_loss);
   /* only the order of fp32 gradient sums differs (ranks, then accumulation) */
-  CHECK_MSG(worst_loss < 1e-5, "%s: losses differ by %.2e", what, worst_loss);
-  CHECK_MSG(worst_norm < 1e-4, "%s: gradient norms differ by %.2e", what, worst_norm);
-  CHECK_MSG(worst_param < 1e-4 * (scale > 1 ? scale : 1), "%s: parameters differ by %.2e", what, worst_param);
-  CHECK_MSG(rel(dp->eval_loss, ref->eval_loss) < 1e-5, "%s: eval loss %.8f vs %.8f", what, dp->eval_loss,
+  CHECK_MSG(worst_loss < LOSS_TOL, "%s: losses differ by %.2e", what, worst_loss);
+  CHECK_MSG(worst_norm < 10 * LOSS_TOL, "%s: gradient norms differ by %.2e", what, worst_norm);
+  CHECK_MSG(worst_param < PARAM_TOL * (scale > 1 ? scale : 1), "%s: parameters differ by %.2e", what, worst_param);
+  CHECK_MSG(rel(dp->eval_loss, ref->eval_loss) < LOSS_TOL, "%s: eval loss %.8f vs %.8f", what, dp->eval_loss,
             ref->eval_loss);
 }
 
@@ -238,12 +265,22 @@ int main(void) {
   memset(dp, 0, sizeof dp);
   memset(z, 0, sizeof z);
   memset(tmp, 0, sizeof tmp);
+  int max_world = 4;
+#ifdef DP_CUDA
+  int ndev = 0;
+  if (ftq_cuda_device_count(&ndev) != FTQ_OK || ndev == 0) return test_gpu_unavailable(NAME, ftq_last_error());
+  if (ndev < 2) {
+    printf("%s: SKIP: %d GPU; data parallel needs 2\n", NAME, ndev);
+    return TEST_SKIP_CODE;
+  }
+  max_world = ndev >= 4 ? 4 : 2;
+#endif
   if (system("rm -rf " OUT_DIR) != 0) fprintf(stderr, "could not clean " OUT_DIR "\n");
   mkdir(OUT_DIR, 0755);
 
   /* the reference: one device, accumulation 4 */
   run_world(ref, 0, 4, NULL, 0, NULL);
-  if (!job_ok(&ref[0], "reference")) return test_finish("test_trainer_dp");
+  if (!job_ok(&ref[0], "reference")) return test_finish(NAME);
   CHECK(ref[0].steps == MAX_STEPS);
 
   /* 2 ranks x accumulation 2 and 4 ranks x 1: the same global batch */
@@ -253,10 +290,12 @@ int main(void) {
     check_ranks_identical(dp, 2, "2 ranks");
   }
   free_jobs(dp, 2);
-  run_world(dp, 4, 1, "{\"ddp_overlap\": false}", 0, NULL);
-  if (job_ok(&dp[0], "4 ranks") && job_ok(&dp[3], "4 ranks")) {
-    compare_to_reference(&ref[0], &dp[0], "4 ranks x 1 (no overlap)");
-    check_ranks_identical(dp, 4, "4 ranks");
+  if (max_world >= 4) {
+    run_world(dp, 4, 1, "{\"ddp_overlap\": false}", 0, NULL);
+    if (job_ok(&dp[0], "4 ranks") && job_ok(&dp[3], "4 ranks")) {
+      compare_to_reference(&ref[0], &dp[0], "4 ranks x 1 (no overlap)");
+      check_ranks_identical(dp, 4, "4 ranks");
+    }
   }
   job plain2[2];
   memset(plain2, 0, sizeof plain2);
@@ -305,8 +344,15 @@ int main(void) {
    * FTQ_ERR_COMM long before comm_timeout_s (20 s) */
   run_world_ex(tmp, 2, 2, NULL, 0, NULL, NULL, 2);
   CHECK(tmp[1].status == FTQ_OK && tmp[1].steps == 2);
+#ifdef DP_CUDA
+  /* NCCL cannot tell a peer that left from a slow one: the timeout ends it */
+  CHECK_MSG(tmp[0].status == FTQ_ERR_COMM || tmp[0].status == FTQ_ERR_TIMEOUT || tmp[0].status == FTQ_ERR_NCCL,
+            "rank 0 ended with %d: %s", (int)tmp[0].status, tmp[0].message);
+  CHECK_MSG(tmp[0].fail_seconds < 10 + 10, "rank 0 took %.1f s to notice", tmp[0].fail_seconds);
+#else
   CHECK_MSG(tmp[0].status == FTQ_ERR_COMM, "rank 0 ended with %d: %s", (int)tmp[0].status, tmp[0].message);
   CHECK_MSG(tmp[0].fail_seconds < 5, "rank 0 took %.1f s to notice", tmp[0].fail_seconds);
+#endif
   CHECK(tmp[0].steps == 2);
   printf("lost rank: rank 0 stopped after %.3f s: %s\n", tmp[0].fail_seconds, tmp[0].message);
   free_jobs(tmp, 2);
@@ -316,5 +362,5 @@ int main(void) {
   free_jobs(z, 2);
   free_jobs(plain2, 2);
   if (system("rm -rf " OUT_DIR) != 0) fprintf(stderr, "could not clean " OUT_DIR "\n");
-  return test_finish("test_trainer_dp");
+  return test_finish(NAME);
 }
