@@ -199,14 +199,28 @@ if has bench-dp; then
       >> "$OUT/bench_dp.jsonl" 2>> "$OUT/bench_dp.err"
     note "bench_step --nproc $n rc=$?"
   done
-  python3 - "$OUT/bench_dp.jsonl" <<'PY'
+  # the peer: transformers + peft + bitsandbytes under PyTorch DDP (torchrun)
+  for d in .bnb .pyextra; do [ -d $d ] && export PYTHONPATH=$PWD/$d:${PYTHONPATH:-}; done
+  for n in 1 2 4; do
+    [ $n -le $ngpu ] || continue
+    [ "${FTQ_BENCH_DP_PEER:-1}" = 1 ] || continue
+    timeout 500 python3 -m torch.distributed.run --standalone --nproc_per_node $n bench/peer/train_step_hf.py \
+      --shape $shape --batch $bs --seq $sq --mode qlora --steps ${FTQ_BENCH_STEP_PEER_STEPS:-10} \
+      >> "$OUT/peer_dp.jsonl" 2>> "$OUT/bench_dp_peer.err"
+    note "peer DDP step ($n GPUs) rc=$?"
+  done
+  python3 - "$OUT/bench_dp.jsonl" "$OUT/peer_dp.jsonl" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-one = next((r for r in rows if r["world"] == 1), None)
-for r in rows:
-    s = r["tokens_per_s"] / one["tokens_per_s"] if one else float("nan")
-    print(f"GPUs {r['world']}: step {r['step_ms']:.1f} ms, {r['tokens_per_s']:.0f} tok/s, x{s:.2f} over 1 GPU, "
-          f"peak {r['peak_mem_gib']:.2f} GiB/GPU, overlap {r['overlap']}")
+for f in sys.argv[1:]:
+    try:
+        rows = [json.loads(l) for l in open(f) if l.startswith("{")]
+    except OSError:
+        continue
+    one = next((r for r in rows if r.get("world") == 1), None)
+    for r in rows:
+        s = r["tokens_per_s"] / one["tokens_per_s"] if one else float("nan")
+        print(f"{r['impl']:34} GPUs {r['world']}: step {r['step_ms']:.1f} ms, {r['tokens_per_s']:.0f} tok/s, "
+              f"x{s:.2f} over 1 GPU, peak {r['peak_mem_gib']:.2f} GiB/GPU")
 PY
 fi
 
