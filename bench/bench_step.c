@@ -10,7 +10,15 @@
  *   bench_step [--device cuda:0] [--shape 7b|8b|70b|135m|tiny] [--batch 4] [--seq 512]
  *              [--r 64] [--alpha 16] [--dropout 0.1] [--targets q_proj,v_proj]
  *              [--quant nf4|fp4|int8|none] [--no-recompute] [--fp16] [--paged]
- *              [--steps 10] [--warmup 3] [--peak-tflops 989.4] [--layers N]
+ *              [--steps 10] [--warmup 3] [--peak-tflops 989.4] [--layers N] [--nproc N]
+ *
+ * --nproc N runs data parallel over GPUs 0..N-1, one process each (started
+ * by this program with FTQ_RANK / FTQ_WORLD_SIZE / FTQ_COMM_ID set), as the
+ * trainer does it: each rank takes its own batch, every layer's adapter
+ * gradients are all-reduced through NCCL as soon as the backward pass has
+ * made them (overlapped with the rest of the backward; --no-overlap waits
+ * for the whole backward first), then AdamW. Rank 0 prints the line, with
+ * tokens/s over all ranks.
  *
  * --layers N keeps the shape's layer sizes but builds N layers (a quick
  * look at a big shape). With FTQ_CUDA_PROFILE=1 the CUDA module times
@@ -33,11 +41,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench_util.h"
 #include "core/context.h"
 #include "core/rng.h"
+#include "dist/comm.h"
 #include "libftq/ftq_lora.h"
 #include "libftq/ftq_model.h"
 #include "lora/lora.h"
@@ -71,17 +82,69 @@ static void die(const char *what, ftq_status st) {
     if (s_ != FTQ_OK) die(what, s_);  \
   } while (0)
 
+/* Data parallel: the gradient tensors of each layer, reduced from the
+ * graph's hook as the trainer does (src/train/trainer_dist.c). */
+typedef struct dp_state {
+  ftq_comm *comm;
+  float **grads;  /* [layers * 2 * FTQ_PROJ_COUNT] */
+  size_t *counts;
+  int *per_layer;
+} dp_state;
+
+static ftq_status reduce_layer(void *user, int64_t layer) {
+  dp_state *d = user;
+  const size_t per = 2 * FTQ_PROJ_COUNT;
+  return ftq_comm_allreduce_sum_f32(d->comm, d->grads + (size_t)layer * per, d->counts + (size_t)layer * per,
+                                    (size_t)d->per_layer[layer], "bench all-reduce");
+}
+
+/* Starts N copies of this program, one per GPU, and waits for them. */
+static int launch(int nproc, int argc, char **argv) {
+  unsigned char id[FTQ_COMM_ID_SIZE];
+  char text[FTQ_COMM_ID_STRING_SIZE], num[16];
+  TRY("communicator id", ftq_comm_id_create(FTQ_DEVICE_CUDA, id));
+  TRY("communicator id", ftq_comm_id_to_string(id, text, sizeof text));
+  setenv("FTQ_COMM_ID", text, 1);
+  setenv("NCCL_NVLS_ENABLE", "0", 1); /* NVLink multicast stays off */
+  snprintf(num, sizeof num, "%d", nproc);
+  setenv("FTQ_WORLD_SIZE", num, 1);
+  pid_t pids[64];
+  for (int r = 0; r < nproc; r++) {
+    pids[r] = fork();
+    if (pids[r] == 0) {
+      snprintf(num, sizeof num, "%d", r);
+      setenv("FTQ_RANK", num, 1);
+      execv("/proc/self/exe", argv);
+      _exit(127);
+    }
+  }
+  int rc = 0;
+  for (int r = 0; r < nproc; r++) {
+    int status = 0;
+    waitpid(pids[r], &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      fprintf(stderr, "bench_step: rank %d failed (status %d)\n", r, status);
+      rc = 1;
+    }
+  }
+  (void)argc;
+  return rc;
+}
+
 int main(int argc, char **argv) {
   const char *device = "cuda:0", *shape_name = "7b", *targets = "q_proj,v_proj", *quant = "nf4";
   int64_t batch = 4, seq = 512, r = 64;
   double alpha = 16, dropout = 0.1, peak_tflops = 989.4;
   int recompute = 1, fp16 = 0, paged = 0, steps = 10, warmup = 3;
   int64_t layers = 0;
+  int nproc = 1, overlap = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--no-recompute")) recompute = 0;
     else if (!strcmp(a, "--fp16")) fp16 = 1;
     else if (!strcmp(a, "--paged")) paged = 1;
+    else if (!strcmp(a, "--no-overlap")) overlap = 0;
+    else if (v && !strcmp(a, "--nproc")) nproc = atoi(v), i++;
     else if (v && !strcmp(a, "--device")) device = v, i++;
     else if (v && !strcmp(a, "--shape")) shape_name = v, i++;
     else if (v && !strcmp(a, "--targets")) targets = v, i++;
@@ -98,7 +161,8 @@ int main(int argc, char **argv) {
     else {
       fprintf(stderr, "usage: bench_step [--device D] [--shape 7b|8b|70b|135m|tiny] [--batch N] [--seq N] [--r N] "
                       "[--alpha X] [--dropout X] [--targets LIST] [--quant nf4|fp4|int8|none] [--no-recompute] "
-                      "[--fp16] [--paged] [--steps N] [--warmup N] [--peak-tflops X] [--layers N]\n");
+                      "[--fp16] [--paged] [--steps N] [--warmup N] [--peak-tflops X] [--layers N] [--nproc N] "
+                      "[--no-overlap]\n");
       return 2;
     }
   }
@@ -108,6 +172,19 @@ int main(int argc, char **argv) {
   if (!sh || steps < 1 || batch < 1 || seq < 2) {
     fprintf(stderr, "bench_step: unknown shape '%s' or bad sizes\n", shape_name);
     return 2;
+  }
+
+  if (nproc < 1 || nproc > 64) {
+    fprintf(stderr, "bench_step: --nproc must be in [1, 64]\n");
+    return 2;
+  }
+  const char *rank_env = getenv("FTQ_RANK");
+  if (nproc > 1 && !rank_env) return launch(nproc, argc, argv);
+  int rank = rank_env ? atoi(rank_env) : 0;
+  char dev_name[32];
+  if (nproc > 1) {
+    snprintf(dev_name, sizeof dev_name, "cuda:%d", rank);
+    device = dev_name;
   }
 
   ftq_options *o;
@@ -133,6 +210,8 @@ int main(int argc, char **argv) {
 
   ftq_context *ctx;
   TRY("context", ftq_context_create(device, NULL, &ctx));
+  dp_state dp = {0};
+  if (nproc > 1) TRY("communicator", ftq_comm_create_from_env(ctx, o, &dp.comm));
   if (getenv("FTQ_CUDA_PROFILE")) {
     TRY("log", ftq_context_set_log_callback(ctx, log_to_stderr, NULL));
     TRY("log", ftq_context_set_log_level(ctx, FTQ_LOG_INFO));
@@ -166,6 +245,22 @@ int main(int argc, char **argv) {
       params[np++] = (ftq_optim_param){"lora_B", lm->b.data, lm->grad_b.data, (size_t)ftq_tensor_numel(&lm->b), 1};
       lora_params += ftq_tensor_numel(&lm->a) + ftq_tensor_numel(&lm->b);
     }
+  if (dp.comm) {
+    const size_t per = 2 * FTQ_PROJ_COUNT, nl = c->num_hidden_layers > 0 ? (size_t)c->num_hidden_layers : 1;
+    dp.grads = calloc(nl * per, sizeof *dp.grads);
+    dp.counts = calloc(nl * per, sizeof *dp.counts);
+    dp.per_layer = calloc(nl, sizeof *dp.per_layer);
+    if (!dp.grads || !dp.counts || !dp.per_layer) die("gradient lists", FTQ_ERR_OUT_OF_MEMORY);
+    for (int64_t l = 0; l < c->num_hidden_layers; l++)
+      for (int p = 0; p < FTQ_PROJ_COUNT; p++) {
+        const ftq_lora_module *lm = ftq_lora_module_at(lora, l, p);
+        if (!lm) continue;
+        size_t k = (size_t)l * per + (size_t)dp.per_layer[l];
+        dp.grads[k] = lm->grad_a.data, dp.counts[k] = (size_t)ftq_tensor_numel(&lm->grad_a);
+        dp.grads[k + 1] = lm->grad_b.data, dp.counts[k + 1] = (size_t)ftq_tensor_numel(&lm->grad_b);
+        dp.per_layer[l] += 2;
+      }
+  }
   ftq_optim_settings os;
   TRY("optimizer", ftq_optim_settings_from_options(o, 1000000, &os));
   ftq_optim *opt;
@@ -173,7 +268,8 @@ int main(int argc, char **argv) {
 
   const int64_t T = batch * seq;
   int32_t *ids = malloc(sizeof(int32_t) * (size_t)T);
-  for (int64_t i = 0; i < T; i++) ids[i] = (int32_t)(ftq_rng_u32(7, 0, (uint64_t)i) % (uint32_t)c->vocab_size);
+  for (int64_t i = 0; i < T; i++) /* each rank its own tokens */
+    ids[i] = (int32_t)(ftq_rng_u32(7, (uint64_t)rank, (uint64_t)i) % (uint32_t)c->vocab_size);
   ftq_graph_batch b = {batch, seq, ids, ids, NULL, NULL, NULL};
   ftq_graph_settings s;
   memset(&s, 0, sizeof s);
@@ -187,7 +283,15 @@ int main(int argc, char **argv) {
   for (int it = -warmup; it < steps; it++) {
     s.step = (uint64_t)(it + warmup);
     double a0 = now_ms();
+    if (dp.comm && overlap) {
+      s.layer_grads_done = reduce_layer;
+      s.hook_user = &dp;
+    }
     TRY("forward+backward", ftq_graph_forward_backward(pm, &b, &s, &res, NULL, NULL));
+    if (dp.comm && !overlap)
+      for (int64_t l = c->num_hidden_layers - 1; l >= 0; l--) TRY("all-reduce", reduce_layer(&dp, l));
+    if (dp.comm) TRY("all-reduce", ftq_comm_wait(dp.comm, "bench gradients"));
+    s.layer_grads_done = NULL;
     TRY("synchronize", ftq_context_synchronize(ctx));
     double a1 = now_ms();
     TRY("optimizer step", ftq_optim_step(opt, &info));
@@ -214,7 +318,7 @@ int main(int argc, char **argv) {
   const double P = (double)lora_params;
   const double model_fpt = 4 * n_m + 7 * S * Q * L + 6 * P;
   const double hw_fpt = model_fpt + (recompute ? 2 * n_blk + 2 * S * Q * L + 2 * P : 0);
-  const double tps = (double)T / (step_ms / 1e3);
+  const double tps = (double)T * nproc / (step_ms / 1e3);
 
   size_t peak = 0, cur = 0, act = 0, ws = 0, wts = 0, dev_free = 0, dev_total = 0;
   ftq_context_memory(ctx, FTQ_MEM_ALL, &cur, &peak);
@@ -222,7 +326,9 @@ int main(int argc, char **argv) {
   ftq_graph_plan(m, batch, seq, &s, 1, &act, &ws);
   ftq_context_device_memory(ctx, &dev_free, &dev_total);
   const double gib = 1024.0 * 1024.0 * 1024.0;
-  printf("{\"bench\": \"train_step\", \"impl\": \"libftq\", \"device\": \"%s\", \"shape\": \"%s\", \"layers\": %lld, "
+  if (rank != 0) goto quiet;
+  printf("{\"bench\": \"train_step\", \"impl\": \"libftq\", \"world\": %d, \"overlap\": %s, "
+         "\"device\": \"%s\", \"shape\": \"%s\", \"layers\": %lld, "
          "\"batch\": %lld, \"seq\": %lld, \"quant\": \"%s\", \"double_quant\": %s, \"compute\": \"%s\", "
          "\"lora_r\": %lld, \"lora_alpha\": %g, \"lora_dropout\": %g, \"targets\": \"%s\", \"lora_params\": %lld, "
          "\"recompute\": %s, \"optim\": \"%s\", \"steps\": %d, \"warmup\": %d, "
@@ -233,15 +339,18 @@ int main(int argc, char **argv) {
          "\"model_gflop_per_token\": %.2f, \"hw_gflop_per_token\": %.2f, \"peak_tflops\": %.1f, "
          "\"mfu\": %.4f, \"hfu\": %.4f, \"loss_first\": %.4f, \"loss\": %.4f, \"grad_norm\": %.4f, "
          "\"init_s\": %.1f}\n",
-         ftq_context_device_name(ctx), sh->name, (long long)c->num_hidden_layers, (long long)batch, (long long)seq, quant,
+         nproc, nproc > 1 && overlap ? "true" : "false", ftq_context_device_name(ctx), sh->name, (long long)c->num_hidden_layers, (long long)batch, (long long)seq, quant,
          strcmp(quant, "nf4") == 0 || strcmp(quant, "fp4") == 0 ? "true" : "false",
          ftq_context_device_type(ctx) == FTQ_DEVICE_CPU ? "f32" : fp16 ? "fp16" : "bf16",
          (long long)r, alpha, dropout, targets, (long long)lora_params, recompute ? "true" : "false",
          paged ? "paged_adamw_32bit" : "adamw_32bit", steps, warmup, step_ms, tps, fw_ms, fb_ms - fw_ms, opt_ms,
          peak / gib, wts / gib, act / gib, ws / gib, (dev_total - dev_free) / gib, model_fpt / 1e9, hw_fpt / 1e9,
-         peak_tflops, model_fpt * tps / (peak_tflops * 1e12), hw_fpt * tps / (peak_tflops * 1e12), loss_first,
+         peak_tflops, model_fpt * tps / nproc / (peak_tflops * 1e12), hw_fpt * tps / nproc / (peak_tflops * 1e12), loss_first,
          res.loss, info.grad_norm, init_s);
   fflush(stdout);
+quiet:
+  ftq_comm_destroy(dp.comm);
+  free(dp.grads), free(dp.counts), free(dp.per_layer);
   free(fb), free(fw), free(op), free(tot), free(ids), free(params);
   ftq_optim_destroy(opt);
   ftq_lora_destroy(lora);

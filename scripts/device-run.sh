@@ -20,6 +20,9 @@ steps=${*:-build test sanitize bench bench-quant bench-step}
 # e2e: the fine-tuning job on SmolLM2 (the GGUF travels split in .m1 .m2 .m3,
 #      which may come in successive calls to a warm machine: the 64 MiB limit)
 # bench-load: bench_load on a 7B-shaped folder next to transformers' from_pretrained
+# bench-dp: bench_step data parallel on 1, 2 and 4 GPUs (as many as there are) for
+#      the seed configuration, in one run, with the scaling over 1 GPU
+# dist: the data-parallel tests on every GPU (ctest -R 'dp_cuda|comm_nccl')
 has() { [[ " $steps " == *" $1 "* ]]; }
 deps=/tmp/ftq-deps
 mkdir -p $deps
@@ -174,6 +177,51 @@ if has e2e; then
     cp /tmp/e2e/loss.svg "$OUT/e2e_loss.svg" 2>/dev/null
     grep -E "=> |\[(before|after)\]|->|tok/s ETA 00:00:00|train_loss" "$OUT/e2e.log" | head -20
   fi
+fi
+
+if has dist; then
+  export NCCL_NVLS_ENABLE=0  # NVLink multicast stays off on shared hosts
+  nvidia-smi topo -m 2>&1 | head -12
+  ctest --test-dir build-dev --output-on-failure -R 'dp_cuda|comm_nccl' > "$OUT/ctest_dist.log" 2>&1
+  note "dist tests: rc=$? $(grep -E 'tests passed|tests failed' "$OUT/ctest_dist.log")"
+  grep -E "ranks|lost rank|checks|SKIP|Failed" "$OUT/ctest_dist.log" | head -20
+fi
+
+if has bench-dp; then
+  export NCCL_NVLS_ENABLE=0
+  ngpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
+  shape=${FTQ_BENCH_STEP_SHAPE:-7b}
+  bs=${FTQ_BENCH_STEP_BATCH:-4}
+  sq=${FTQ_BENCH_STEP_SEQ:-512}
+  for n in 1 2 4; do
+    [ $n -le $ngpu ] || continue
+    timeout 400 build-dev/bin/bench_step --shape $shape --batch $bs --seq $sq --nproc $n ${FTQ_BENCH_STEP_ARGS:-} \
+      >> "$OUT/bench_dp.jsonl" 2>> "$OUT/bench_dp.err"
+    note "bench_step --nproc $n rc=$?"
+  done
+  # the peer: transformers + peft + bitsandbytes under PyTorch DDP (torchrun)
+  for d in .bnb .pyextra; do [ -d $d ] && export PYTHONPATH=$PWD/$d:${PYTHONPATH:-}; done
+  for n in 1 2 4; do
+    [ $n -le $ngpu ] || continue
+    [ "${FTQ_BENCH_DP_PEER:-1}" = 1 ] || continue
+    timeout 500 python3 -m torch.distributed.run --standalone --nproc_per_node $n bench/peer/train_step_hf.py \
+      --shape $shape --batch $bs --seq $sq --mode qlora --steps ${FTQ_BENCH_STEP_PEER_STEPS:-10} \
+      >> "$OUT/peer_dp.jsonl" 2>> "$OUT/bench_dp_peer.err"
+    note "peer DDP step ($n GPUs) rc=$?"
+  done
+  python3 - "$OUT/bench_dp.jsonl" "$OUT/peer_dp.jsonl" <<'PY'
+import json, sys
+for f in sys.argv[1:]:
+    try:
+        rows = [json.loads(l) for l in open(f) if l.startswith("{")]
+    except OSError:
+        continue
+    one = next((r for r in rows if r.get("world") == 1), None)
+    for r in rows:
+        s = r["tokens_per_s"] / one["tokens_per_s"] if one else float("nan")
+        print(f"{r['impl']:34} GPUs {r['world']}: step {r['step_ms']:.1f} ms, {r['tokens_per_s']:.0f} tok/s, "
+              f"x{s:.2f} over 1 GPU, peak {r['peak_mem_gib']:.2f} GiB/GPU")
+PY
 fi
 
 if has bench-load; then

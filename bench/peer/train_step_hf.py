@@ -11,9 +11,17 @@ qlora:     base linear layers bnb Linear4bit NF4 (bf16 compute), prepared with
 lora-bf16: the same LoRA on an unquantized bf16 base (the fallback peer when
            bitsandbytes is missing, and a reference point either way).
 Prints one JSON line: tokens/s, step time, peak device memory.
+
+Under torchrun (WORLD_SIZE > 1) it runs PyTorch DDP, one process per GPU,
+each with its own random batch (the multi-GPU peer of bench_step --nproc):
+
+  python3 -m torch.distributed.run --nproc_per_node 2 bench/peer/train_step_hf.py --shape 7b ...
+
+Rank 0 prints the line, tokens/s over all ranks.
 """
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -35,7 +43,7 @@ def build(args):
                       num_key_value_heads=nkv, vocab_size=V, max_position_embeddings=4096,
                       torch_dtype=torch.bfloat16)
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(f"cuda:{torch.cuda.current_device()}"):
         model = LlamaForCausalLM(cfg).to(torch.bfloat16)
     if args.mode == "qlora":
         import bitsandbytes as bnb
@@ -45,7 +53,7 @@ def build(args):
                 if isinstance(child, torch.nn.Linear) and child_name != "lm_head":
                     q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=False,
                                           compute_dtype=torch.bfloat16, quant_type="nf4", device="meta")
-                    q.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type="nf4").to("cuda")
+                    q.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type="nf4").to(f"cuda:{torch.cuda.current_device()}")
                     setattr(mod, child_name, q)
                     del child
         model.is_loaded_in_4bit = True
@@ -65,25 +73,35 @@ def main():
 
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.distributed.init_process_group("nccl")
     model = build(args)
     recompute = not args.no_recompute
+    # DDP needs non-reentrant checkpointing (trl's advice for QLoRA + DDP)
+    gc_kwargs = {"use_reentrant": False} if world > 1 else None
     if args.mode == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recompute)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recompute,
+                                                gradient_checkpointing_kwargs=gc_kwargs)
     elif recompute:
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)
         model.enable_input_require_grads()
     model.config.use_cache = False
     model = get_peft_model(model, LoraConfig(r=64, lora_alpha=16, lora_dropout=0.1, bias="none",
                                              task_type="CAUSAL_LM", target_modules=["q_proj", "v_proj"]))
     params = [p for p in model.parameters() if p.requires_grad]
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.cuda.current_device()])
     if args.mode == "qlora":
         import bitsandbytes as bnb
         opt = bnb.optim.PagedAdamW32bit(params, lr=2e-4, weight_decay=0.001)
     else:
         opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.001)
     model.train()
-    V = model.config.vocab_size
-    gen = torch.Generator(device="cuda").manual_seed(0)
+    V = (model.module if world > 1 else model).config.vocab_size
+    gen = torch.Generator(device="cuda").manual_seed(rank)
 
     def step():
         ids = torch.randint(0, V, (args.batch, args.seq), device="cuda", generator=gen)
@@ -103,11 +121,15 @@ def main():
         loss = step()
     torch.cuda.synchronize()
     dt = (time.perf_counter() - t0) / args.steps
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    if rank != 0:
+        return
     print(json.dumps({
         "bench": "train_step", "impl": "transformers+peft" + ("+bitsandbytes" if args.mode == "qlora" else ""),
-        "mode": args.mode, "device": torch.cuda.get_device_name(), "shape": args.shape, "batch": args.batch,
+        "mode": args.mode, "world": world, "device": torch.cuda.get_device_name(), "shape": args.shape, "batch": args.batch,
         "seq": args.seq, "recompute": recompute, "step_ms": round(dt * 1e3, 2),
-        "tokens_per_s": round(args.batch * args.seq / dt, 1),
+        "tokens_per_s": round(world * args.batch * args.seq / dt, 1),
         "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3), "loss": round(loss, 4),
         "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__,
                      "peft": __import__("peft").__version__},

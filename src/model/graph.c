@@ -658,6 +658,7 @@ static ftq_status run_forward_backward(graph *g, const ftq_graph_batch *b, const
       FTQ_TRY(layer_forward(g, l, A, NULL, NULL, NULL));
     }
     FTQ_TRY(layer_backward(g, l, A));
+    if (s && s->layer_grads_done) FTQ_TRY(s->layer_grads_done(s->hook_user, l));
   }
   if (d_embeddings)
     FTQ_TRY(g->be->copy(g->bectx, d_embeddings, g->dR, (size_t)g->T * (size_t)g->Hd * 4, FTQ_COPY_D2H));

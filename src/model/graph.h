@@ -44,6 +44,11 @@ typedef struct ftq_graph_settings {
                                  batch; <= 0: those of this batch */
   int64_t vocab_chunk;        /* LM-head vocabulary chunk; 0: automatic */
   int fp16;                   /* GPU backends: fp16 instead of bf16 matrix products (option `fp16`) */
+  /* Called once the backward pass has added layer `layer`'s LoRA gradients
+   * (layers come in reverse order); later work no longer touches them, so
+   * data-parallel training starts reducing them here. NULL: none. */
+  ftq_status (*layer_grads_done)(void *user, int64_t layer);
+  void *hook_user;
 } ftq_graph_settings;
 
 /* Training settings from options: training on, `gradient_checkpointing`

@@ -102,6 +102,7 @@ ftq_status ftq_optim_create(ftq_context *ctx, const ftq_optim_settings *s, const
   if (count) memcpy(o->params, params, count * sizeof *params);
   ftq_status st = FTQ_OK;
   for (size_t i = 0; i < count && st == FTQ_OK; i++) {
+    if (params[i].remote) continue; /* another rank keeps these states */
     size_t bytes = 2 * params[i].n * sizeof(float);
     void *base = NULL;
     if (s->paged) {
@@ -194,6 +195,7 @@ ftq_status ftq_optim_step(ftq_optim *o, ftq_optim_step_info *info) {
     a.decay_factor = (float)(1.0 - lr * o->s.weight_decay);
   }
   for (size_t i = 0; i < o->count; i++) {
+    if (o->params[i].remote) continue;
     ftq_adamw_args ai = a;
     ai.param = o->params[i].param;
     ai.grad = o->params[i].grad;
@@ -213,7 +215,8 @@ ftq_status ftq_optim_step(ftq_optim *o, ftq_optim_step_info *info) {
 /* Layout: int64 step, then for each parameter m[n], v[n] (fp32). */
 size_t ftq_optim_state_bytes(const ftq_optim *o) {
   size_t b = sizeof(int64_t);
-  for (size_t i = 0; i < o->count; i++) b += 2 * o->params[i].n * sizeof(float);
+  for (size_t i = 0; i < o->count; i++)
+    if (!o->params[i].remote) b += 2 * o->params[i].n * sizeof(float);
   return b;
 }
 
@@ -221,6 +224,7 @@ static ftq_status copy_states(ftq_optim *o, unsigned char *host, int to_host) {
   ftq_context *ctx = o->ctx;
   size_t off = sizeof(int64_t);
   for (size_t i = 0; i < o->count; i++) {
+    if (o->params[i].remote) continue;
     size_t bytes = 2 * o->params[i].n * sizeof(float);
     if (o->s.paged) {
       if (to_host) memcpy(host + off, o->m[i], bytes);

@@ -20,6 +20,8 @@ typedef struct ftq_optim_param {
   float *grad;      /* device, n elements */
   size_t n;
   int decay;        /* weight decay applies (transformers: not to biases and norms) */
+  int remote;       /* ZeRO-1: another rank keeps this parameter's states and updates it; its gradient
+                       still counts in the global norm */
 } ftq_optim_param;
 
 typedef struct ftq_optim_settings {
@@ -65,8 +67,8 @@ ftq_status ftq_optim_step(ftq_optim *opt, ftq_optim_step_info *info);
 int64_t ftq_optim_steps_done(const ftq_optim *opt);
 double ftq_optim_next_lr(const ftq_optim *opt);
 
-/* State for checkpoints: step counter plus m and v of every parameter, in
- * parameter order. state_bytes() tells the size; save writes it to host
+/* State for checkpoints: step counter plus m and v of every parameter this
+ * optimizer keeps (not the remote ones), in parameter order. state_bytes() tells the size; save writes it to host
  * memory, load reads it back (sizes must match the parameter list). */
 size_t ftq_optim_state_bytes(const ftq_optim *opt);
 ftq_status ftq_optim_state_save(const ftq_optim *opt, void *host, size_t bytes);

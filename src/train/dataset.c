@@ -815,3 +815,13 @@ ftq_status ftq_dataset_seek(ftq_dataset *ds, int64_t epoch, int64_t index) {
 }
 
 uint64_t ftq_dataset_fingerprint(const ftq_dataset *ds) { return ds ? ds->fingerprint : 0; }
+
+ftq_status ftq_dataset_set_grouping(ftq_dataset *ds, int64_t grouping_batch_size) {
+  FTQ_CHECK_ARG(ds && grouping_batch_size >= 1, "ftq_dataset_set_grouping: bad arguments");
+  if (ds->grouping_batch_size == grouping_batch_size) return FTQ_OK;
+  ds->grouping_batch_size = grouping_batch_size;
+  for (int s = 0; s < 2; s++) ds->split[s].cached_epoch = -1;
+  /* the order depends on it, so checkpoints must tell the groupings apart */
+  ds->fingerprint = fnv(ds->fingerprint, &grouping_batch_size, sizeof grouping_batch_size);
+  return FTQ_OK;
+}

@@ -67,4 +67,9 @@ ftq_status ftq_dataset_order(ftq_dataset *ds, ftq_split s, int64_t epoch, const 
 /* Collates examples (indices into split `s`) into b. */
 ftq_status ftq_collate(const ftq_dataset *ds, ftq_split s, const int64_t *idx, int64_t n, ftq_batch *b);
 
+/* Regroups group_by_length for a global batch of this many examples (data
+ * parallel: per-device batch x ranks x accumulation); the fingerprint
+ * changes with it. */
+ftq_status ftq_dataset_set_grouping(ftq_dataset *ds, int64_t grouping_batch_size);
+
 #endif /* FTQ_TRAIN_DATASET_H */

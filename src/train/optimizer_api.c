@@ -76,3 +76,15 @@ ftq_status ftq_optimizer_step(ftq_optimizer *o, double *grad_norm, double *learn
 int64_t ftq_optimizer_steps_done(const ftq_optimizer *o) { return o ? ftq_optim_steps_done(o->opt) : -1; }
 
 double ftq_optimizer_learning_rate(const ftq_optimizer *o) { return o ? ftq_optim_next_lr(o->opt) : 0.0; }
+
+ftq_status ftq_optimizer_rebuild(ftq_optimizer *o, const ftq_options *opts, int64_t total_steps, const int *owner,
+                                 int rank) {
+  ftq_optim_settings s;
+  FTQ_TRY(ftq_optim_settings_from_options(opts, total_steps, &s));
+  for (size_t i = 0; i < o->lora->n_tensors; i++) o->params[i].remote = owner && owner[i] != rank;
+  ftq_optim *fresh = NULL;
+  FTQ_TRY(ftq_optim_create(o->lora->model->ctx, &s, o->params, o->lora->n_tensors, &fresh));
+  ftq_optim_destroy(o->opt);
+  o->opt = fresh;
+  return FTQ_OK;
+}

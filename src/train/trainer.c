@@ -49,6 +49,7 @@ void ftq_trainer_destroy(ftq_trainer *t) {
     for (int64_t j = 0; j < t->grad_accum; j++) ftq_batch_destroy(t->batches[j]);
   free(t->batches);
   ftq_optimizer_destroy(t->optimizer);
+  ftq_dist_release(t);
   ftq_options_destroy(t->opts);
   free(t);
 }
@@ -68,6 +69,8 @@ ftq_status ftq_trainer_create(ftq_model *model, ftq_lora *lora, ftq_dataset *dat
   t->lora = lora;
   t->data = data;
   t->ctx = model->ctx;
+  t->world = 1;
+  t->data_grouping0 = data->grouping_batch_size;
   ftq_status st = ftq_options_copy(opts, &t->opts);
   double epochs = 0;
   int64_t max_steps = 0, seed = 0;
@@ -202,17 +205,18 @@ ftq_status ftq_trainer_evaluate(ftq_trainer *t, double *eval_loss) {
   FTQ_CHECK_ARG(t && eval_loss, "ftq_trainer_evaluate: arguments must not be NULL");
   int64_t nb = ftq_dataset_num_batches(t->data, FTQ_SPLIT_EVAL);
   if (nb <= 0) return ftq_error(FTQ_ERR_STATE, "ftq_trainer_evaluate: the data set has no eval split (test_size)");
-  double sum = 0;
-  int64_t items = 0;
-  for (int64_t i = 0; i < nb; i++) {
+  /* data parallel: rank r takes batches r, r + R, ... and the sums are reduced */
+  double acc[2] = {0, 0}; /* loss sum, counted tokens */
+  for (int64_t i = t->rank; i < nb; i += t->world) {
     FTQ_TRY(ftq_dataset_get_batch(t->data, FTQ_SPLIT_EVAL, 0, i, t->batches[0]));
     double s;
     int64_t n;
     FTQ_TRY(ftq_model_eval_batch(t->model, t->batches[0], &s, &n));
-    sum += s;
-    items += n;
+    acc[0] += s;
+    acc[1] += (double)n;
   }
-  *eval_loss = items ? sum / (double)items : NAN;
+  FTQ_TRY(ftq_dist_sum(t, acc, 2, "evaluation"));
+  *eval_loss = acc[1] > 0 ? acc[0] / acc[1] : NAN;
   return FTQ_OK;
 }
 
@@ -242,27 +246,34 @@ ftq_status ftq_trainer_step(ftq_trainer *t, double *loss_out) {
                      (long long)t->total_steps);
   double t0 = now_s();
   /* the micro-batches of this step, by position: micro-batch k is batch
-   * k mod B of epoch k div B, so the order is a function of the counter */
+   * k mod B of epoch k div B, so the order is a function of the counter;
+   * data parallel, this rank takes its run of them (trainer_dist.c) */
+  const uint64_t first = ftq_dist_first_micro(t);
   double num_items = 0, tokens = 0;
   for (int64_t j = 0; j < t->grad_accum; j++) {
-    uint64_t k = t->micro_step + (uint64_t)j;
+    uint64_t k = first + (uint64_t)j;
     FTQ_TRY(ftq_dataset_get_batch(t->data, FTQ_SPLIT_TRAIN, (int64_t)(k / (uint64_t)t->batches_per_epoch),
                                   (int64_t)(k % (uint64_t)t->batches_per_epoch), t->batches[j]));
     num_items += (double)ftq_batch_num_loss_tokens(t->batches[j]);
     tokens += (double)ftq_batch_num_tokens(t->batches[j]);
   }
+  double counts[2] = {num_items, tokens};
+  FTQ_TRY(ftq_dist_sum(t, counts, 2, "token counts"));
+  num_items = counts[0];
+  tokens = counts[1];
   FTQ_TRY(ftq_lora_zero_grad(t->lora));
   double loss = 0;
   for (int64_t j = 0; j < t->grad_accum; j++) {
     double l = 0;
-    FTQ_TRY(ftq_model_forward_backward(t->model, t->batches[j], t->opts, t->seed, t->micro_step + (uint64_t)j,
-                                       num_items, &l, NULL));
+    FTQ_TRY(ftq_dist_forward_backward(t, t->batches[j], first + (uint64_t)j, num_items, j == t->grad_accum - 1, &l));
     if (num_items > 0) loss += l;
   }
-  t->micro_step += (uint64_t)t->grad_accum;
+  FTQ_TRY(ftq_dist_sum(t, &loss, 1, "loss"));
+  t->micro_step += (uint64_t)t->grad_accum * (uint64_t)t->world;
   int skipped = 1;
   double lr = 0, norm = NAN;
   if (isfinite(loss)) FTQ_TRY(ftq_optimizer_step(t->optimizer, &norm, &lr, &skipped));
+  if (!skipped) FTQ_TRY(ftq_dist_after_update(t));
   t->global_step++;
   t->last_grad_norm = norm;
   t->last_lr = lr;
@@ -302,6 +313,7 @@ ftq_status ftq_trainer_step(ftq_trainer *t, double *loss_out) {
   if (t->global_step % t->logging_steps == 0 && log_training(t)) stop = 1;
   if (t->eval_steps > 0 && t->global_step % t->eval_steps == 0) FTQ_TRY(run_eval(t, &stop));
   if (t->save_steps > 0 && t->global_step % t->save_steps == 0) FTQ_TRY(ftq_trainer_save_rotating(t));
+  FTQ_TRY(ftq_dist_any(t, &stop)); /* a stop on one rank stops them all, at the same step */
   if (stop) return ftq_error(FTQ_ERR_CANCELLED, "training stopped by a callback at step %lld", (long long)t->global_step);
   return FTQ_OK;
 }

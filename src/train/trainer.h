@@ -2,6 +2,7 @@
 #ifndef FTQ_TRAIN_TRAINER_H
 #define FTQ_TRAIN_TRAINER_H
 
+#include "dist/comm.h"
 #include "libftq/ftq_trainer.h"
 #include "lora/lora.h"
 #include "model/graph.h"
@@ -40,6 +41,15 @@ struct ftq_trainer {
   double seconds_total;        /* time spent in steps */
   double last_grad_norm, last_lr;
   int planned;
+  /* data parallel (trainer_dist.c); comm NULL: one device */
+  ftq_comm *comm;
+  int rank, world;
+  int zero_stage, overlap;
+  int64_t data_grouping0;      /* the data set's group_by_length grouping before a communicator changed it */
+  int *owner;                  /* ZeRO-1: owning rank of each optimizer parameter */
+  float **layer_grads;         /* [layers * 2 * FTQ_PROJ_COUNT]: the gradient tensors of each layer */
+  size_t *layer_counts;        /* their element counts */
+  int *layer_n;                /* [layers]: how many each layer has */
   /* scratch */
   ftq_batch **batches;         /* [grad_accum] */
   /* callbacks */
@@ -52,5 +62,37 @@ struct ftq_trainer {
 };
 
 void ftq_batch_to_graph(const ftq_batch *b, ftq_graph_batch *g);
+
+/* ftq_model_forward_backward with the graph's per-layer gradient hook
+ * (ftq_graph_settings.layer_grads_done). */
+ftq_status ftq_forward_backward_hooked(ftq_model *model, const ftq_batch *batch, const ftq_options *opts,
+                                       uint64_t seed, uint64_t micro_step, double num_items, double *loss,
+                                       int64_t *n_items, ftq_status (*layer_grads_done)(void *, int64_t),
+                                       void *hook_user);
+
+/* Recreates the optimizer's states for a run of total_steps; with owner
+ * (ZeRO-1) only the parameters owner[i] == rank keep states. */
+ftq_status ftq_optimizer_rebuild(ftq_optimizer *o, const ftq_options *opts, int64_t total_steps, const int *owner,
+                                 int rank);
+
+/* Data parallel (trainer_dist.c). Each is a no-op without a communicator. */
+/* The micro-batches of this rank's share of the step: the global counter
+ * of its first one. */
+uint64_t ftq_dist_first_micro(const ftq_trainer *t);
+/* Sums host values over the ranks (counts, losses). */
+ftq_status ftq_dist_sum(ftq_trainer *t, double *values, size_t n, const char *what);
+/* Maximum of a flag over the ranks (stop requests). */
+ftq_status ftq_dist_any(ftq_trainer *t, int *flag);
+/* The micro-batch's forward/backward; on the last micro-batch of a step
+ * the gradients are all-reduced, overlapped with the backward when
+ * ddp_overlap is on. */
+ftq_status ftq_dist_forward_backward(ftq_trainer *t, const ftq_batch *b, uint64_t micro, double num_items,
+                                     int last, double *loss);
+/* After the optimizer step: ZeRO-1 broadcasts each parameter from its owner. */
+ftq_status ftq_dist_after_update(ftq_trainer *t);
+void ftq_dist_release(ftq_trainer *t);
+/* Checkpoint helpers (trainer_ckpt.c): the status agreed by every rank
+ * (the worst), so all ranks fail or succeed together. */
+ftq_status ftq_dist_agree(ftq_trainer *t, ftq_status st, const char *what);
 
 #endif /* FTQ_TRAIN_TRAINER_H */

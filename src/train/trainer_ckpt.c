@@ -1,7 +1,11 @@
 /* The trainer's memory plan and its checkpoints: a folder written under a
  * temporary name and renamed into place, holding trainer_state.ftqckpt
  * (io/ckpt_file.h: CRC-checked sections "meta" (JSON), "adapter" (every
- * LoRA tensor, fp32, in PEFT order) and "optimizer" (step + AdamW states)). */
+ * LoRA tensor, fp32, in PEFT order) and "optimizer" (step + AdamW states)).
+ * Data parallel, rank 0 writes that file; with zero_stage 1 the optimizer
+ * section moves to one file per rank, optimizer-rank-<r>.ftqckpt, each
+ * holding the states that rank keeps. The ranks write into one temporary
+ * folder and agree on success before rank 0 renames it into place. */
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
@@ -20,6 +24,7 @@
 #include "train/trainer.h"
 
 #define STATE_FILE "trainer_state.ftqckpt"
+#define SHARD_FORMAT "libftq-optimizer-shard"
 #define CKPT_FORMAT "libftq-trainer"
 #define CKPT_VERSION 1
 
@@ -140,9 +145,12 @@ static ftq_status write_state(ftq_trainer *t, const char *path) {
   json_object_set_new(meta, "adapter_parameters", json_integer(n_params));
   json_object_set_new(meta, "r", json_integer(l->r));
   json_object_set_new(meta, "targets", json_integer(l->targets));
+  json_object_set_new(meta, "world_size", json_integer(t->world));
+  json_object_set_new(meta, "zero_stage", json_integer(t->zero_stage));
   char *meta_text = json_dumps(meta, JSON_PRESERVE_ORDER | JSON_INDENT(2) | JSON_REAL_PRECISION(17));
   json_decref(meta);
-  size_t opt_bytes = ftq_optim_state_bytes(t->optimizer->opt);
+  const int with_opt = t->zero_stage < 1; /* else in the per-rank files */
+  size_t opt_bytes = with_opt ? ftq_optim_state_bytes(t->optimizer->opt) : 1;
   float *adapter = ftq_malloc((size_t)n_params * sizeof(float), "checkpoint adapter copy");
   void *opt_state = ftq_malloc(opt_bytes, "checkpoint optimizer copy");
   ftq_status st = meta_text && adapter && opt_state ? FTQ_OK : FTQ_ERR_OUT_OF_MEMORY;
@@ -153,12 +161,12 @@ static ftq_status write_state(ftq_trainer *t, const char *path) {
     if (st == FTQ_OK) st = ftq_lora_get_tensor(l, i, adapter + off, (size_t)(shape[0] * shape[1]));
     off += (size_t)(shape[0] * shape[1]);
   }
-  if (st == FTQ_OK) st = ftq_optim_state_save(t->optimizer->opt, opt_state, opt_bytes);
+  if (st == FTQ_OK && with_opt) st = ftq_optim_state_save(t->optimizer->opt, opt_state, opt_bytes);
   ftq_ckpt_writer *w = NULL;
   if (st == FTQ_OK) st = ftq_ckpt_write_begin(path, &w);
   if (st == FTQ_OK) st = ftq_ckpt_write_section(w, "meta", meta_text, strlen(meta_text));
   if (st == FTQ_OK) st = ftq_ckpt_write_section(w, "adapter", adapter, (size_t)n_params * sizeof(float));
-  if (st == FTQ_OK) st = ftq_ckpt_write_section(w, "optimizer", opt_state, opt_bytes);
+  if (st == FTQ_OK && with_opt) st = ftq_ckpt_write_section(w, "optimizer", opt_state, opt_bytes);
   if (st == FTQ_OK) {
     st = ftq_ckpt_write_commit(w);
     w = NULL;
@@ -170,24 +178,56 @@ static ftq_status write_state(ftq_trainer *t, const char *path) {
   return st;
 }
 
-ftq_status ftq_trainer_save_checkpoint(ftq_trainer *t, const char *dir) {
-  FTQ_CHECK_ARG(t && dir && *dir, "ftq_trainer_save_checkpoint: trainer and dir must be given");
-  size_t n = strlen(dir) + 64;
-  char *tmp = ftq_malloc(n, "checkpoint path"), *old = ftq_malloc(n, "checkpoint path");
-  char *state = NULL;
-  ftq_status st = tmp && old ? FTQ_OK : FTQ_ERR_OUT_OF_MEMORY;
+static void shard_name(const ftq_trainer *t, char *buf, size_t n) {
+  snprintf(buf, n, "optimizer-rank-%05d.ftqckpt", t->rank);
+}
+
+/* ZeRO-1: this rank's optimizer states. */
+static ftq_status write_shard(ftq_trainer *t, const char *path) {
+  char meta[256];
+  snprintf(meta, sizeof meta, "{\"format\": \"%s\", \"version\": %d, \"rank\": %d, \"world_size\": %d, \"global_step\": %lld}",
+           SHARD_FORMAT, CKPT_VERSION, t->rank, t->world, (long long)t->global_step);
+  size_t bytes = ftq_optim_state_bytes(t->optimizer->opt);
+  void *state = ftq_malloc(bytes, "checkpoint optimizer copy");
+  ftq_status st = state ? FTQ_OK : FTQ_ERR_OUT_OF_MEMORY;
+  if (st == FTQ_OK) st = ftq_optim_state_save(t->optimizer->opt, state, bytes);
+  ftq_ckpt_writer *w = NULL;
+  if (st == FTQ_OK) st = ftq_ckpt_write_begin(path, &w);
+  if (st == FTQ_OK) st = ftq_ckpt_write_section(w, "meta", meta, strlen(meta));
+  if (st == FTQ_OK) st = ftq_ckpt_write_section(w, "optimizer", state, bytes);
   if (st == FTQ_OK) {
-    snprintf(tmp, n, "%s.tmp-%ld", dir, (long)getpid());
-    snprintf(old, n, "%s.old-%ld", dir, (long)getpid());
-    if (ftq_dir_exists(tmp)) st = rm_tree(tmp);
+    st = ftq_ckpt_write_commit(w);
+    w = NULL;
   }
-  if (st == FTQ_OK && mkdir(tmp, 0755) != 0)
-    st = ftq_error(FTQ_ERR_IO, "cannot create checkpoint folder '%s': %s", tmp, strerror(errno));
-  if (st == FTQ_OK && !(state = ftq_path_join(tmp, STATE_FILE))) st = FTQ_ERR_OUT_OF_MEMORY;
-  if (st == FTQ_OK) st = write_state(t, state);
-  /* into place: an existing checkpoint of that name is moved aside first and
-   * removed only once the new one is in place */
-  int had_old = st == FTQ_OK && ftq_dir_exists(dir);
+  ftq_ckpt_write_abort(w);
+  free(state);
+  return st;
+}
+
+static ftq_status write_into(ftq_trainer *t, const char *folder) {
+  ftq_status st = FTQ_OK;
+  char *path;
+  if (t->rank == 0) {
+    if (!(path = ftq_path_join(folder, STATE_FILE))) return FTQ_ERR_OUT_OF_MEMORY;
+    st = write_state(t, path);
+    free(path);
+  }
+  if (st == FTQ_OK && t->zero_stage >= 1) {
+    char name[64];
+    shard_name(t, name, sizeof name);
+    if (!(path = ftq_path_join(folder, name))) return FTQ_ERR_OUT_OF_MEMORY;
+    st = write_shard(t, path);
+    free(path);
+  }
+  return st;
+}
+
+/* Rank 0 moves the finished folder into place: an existing checkpoint of
+ * that name is moved aside first and removed only once the new one is in
+ * place. */
+static ftq_status move_into_place(const char *tmp, const char *old, const char *dir) {
+  ftq_status st = FTQ_OK;
+  int had_old = ftq_dir_exists(dir);
   if (had_old && rename(dir, old) != 0)
     st = ftq_error(FTQ_ERR_IO, "cannot move the old checkpoint '%s' aside: %s", dir, strerror(errno));
   if (st == FTQ_OK && rename(tmp, dir) != 0) {
@@ -195,9 +235,41 @@ ftq_status ftq_trainer_save_checkpoint(ftq_trainer *t, const char *dir) {
     if (had_old) rename(old, dir);
   }
   if (st == FTQ_OK && had_old) st = rm_tree(old);
-  if (st != FTQ_OK && tmp && ftq_dir_exists(tmp)) rm_tree(tmp);
+  return st;
+}
+
+ftq_status ftq_trainer_save_checkpoint(ftq_trainer *t, const char *dir) {
+  FTQ_CHECK_ARG(t && dir && *dir, "ftq_trainer_save_checkpoint: trainer and dir must be given");
+  size_t n = strlen(dir) + 64;
+  char *tmp = ftq_malloc(n, "checkpoint path"), *old = ftq_malloc(n, "checkpoint path");
+  ftq_status st = tmp && old ? FTQ_OK : FTQ_ERR_OUT_OF_MEMORY;
+  /* every rank writes into the same temporary folder, so its name cannot
+   * depend on the process */
+  if (st == FTQ_OK) {
+    if (t->comm) {
+      snprintf(tmp, n, "%s.tmp-dist", dir);
+      snprintf(old, n, "%s.old-dist", dir);
+    } else {
+      snprintf(tmp, n, "%s.tmp-%ld", dir, (long)getpid());
+      snprintf(old, n, "%s.old-%ld", dir, (long)getpid());
+    }
+  }
+  if (st == FTQ_OK && t->rank == 0) {
+    if (ftq_dir_exists(tmp)) st = rm_tree(tmp);
+    if (st == FTQ_OK && mkdir(tmp, 0755) != 0)
+      st = ftq_error(FTQ_ERR_IO, "cannot create checkpoint folder '%s': %s", tmp, strerror(errno));
+  }
+  /* every rank passes every agreement, failed or not, so none waits alone */
+  st = ftq_dist_agree(t, st, "creating the checkpoint folder");
+  if (st == FTQ_OK && t->comm && t->rank != 0 && !ftq_dir_exists(tmp))
+    st = ftq_error(FTQ_ERR_IO, "checkpoint folder '%s' made by rank 0 is not visible here: output_dir must be on a "
+                   "file system every rank shares", tmp);
+  if (st == FTQ_OK) st = write_into(t, tmp);
+  st = ftq_dist_agree(t, st, "writing the checkpoint");
+  if (st == FTQ_OK && t->rank == 0) st = move_into_place(tmp, old, dir);
+  st = ftq_dist_agree(t, st, "moving the checkpoint into place");
+  if (st != FTQ_OK && t->rank == 0 && tmp && ftq_dir_exists(tmp)) rm_tree(tmp);
   if (st == FTQ_OK) FTQ_LOGI(t->ctx, "checkpoint written: %s (step %lld)", dir, (long long)t->global_step);
-  free(state);
   free(tmp);
   free(old);
   return st == FTQ_OK ? FTQ_OK : ftq_error_context(st, "saving checkpoint '%s'", dir);
@@ -217,15 +289,17 @@ static int cmp_i64(const void *a, const void *b) {
 }
 
 ftq_status ftq_trainer_save_rotating(ftq_trainer *t) {
-  if (!ftq_dir_exists(t->output_dir) && mkdir(t->output_dir, 0755) != 0 && errno != EEXIST)
-    return ftq_error(FTQ_ERR_IO, "cannot create output_dir '%s': %s", t->output_dir, strerror(errno));
+  ftq_status made = FTQ_OK;
+  if (t->rank == 0 && !ftq_dir_exists(t->output_dir) && mkdir(t->output_dir, 0755) != 0 && errno != EEXIST)
+    made = ftq_error(FTQ_ERR_IO, "cannot create output_dir '%s': %s", t->output_dir, strerror(errno));
+  FTQ_TRY(ftq_dist_agree(t, made, "creating output_dir"));
   char name[64];
   snprintf(name, sizeof name, "checkpoint-%lld", (long long)t->global_step);
   char *path = ftq_path_join(t->output_dir, name);
   if (!path) return FTQ_ERR_OUT_OF_MEMORY;
   ftq_status st = ftq_trainer_save_checkpoint(t, path);
   free(path);
-  if (st != FTQ_OK || t->save_total_limit <= 0) return st;
+  if (st != FTQ_OK || t->save_total_limit <= 0 || t->rank != 0) return st;
   /* keep the newest save_total_limit checkpoints */
   DIR *d = opendir(t->output_dir);
   if (!d) return FTQ_OK;
@@ -255,8 +329,49 @@ static ftq_status meta_int(json_t *meta, const char *key, const char *path, int6
   return FTQ_OK;
 }
 
-ftq_status ftq_trainer_load_checkpoint(ftq_trainer *t, const char *dir) {
-  FTQ_CHECK_ARG(t && dir, "ftq_trainer_load_checkpoint: trainer and dir must be given");
+/* ZeRO-1: this rank's optimizer states from its file. */
+static ftq_status load_shard(ftq_trainer *t, const char *dir, int64_t gstep) {
+  char name[64];
+  shard_name(t, name, sizeof name);
+  char *path = ftq_path_join(dir, name);
+  if (!path) return FTQ_ERR_OUT_OF_MEMORY;
+  ftq_ckpt_reader *r = NULL;
+  ftq_status st = ftq_ckpt_open(path, &r);
+  const void *data;
+  size_t bytes;
+  json_t *meta = NULL;
+  if (st == FTQ_OK) st = ftq_ckpt_section(r, "meta", &data, &bytes);
+  if (st == FTQ_OK) {
+    json_error_t err;
+    meta = json_loadb(data, bytes, 0, &err);
+    json_t *f = json_object_get(meta, "format");
+    if (!json_is_string(f) || strcmp(json_string_value(f), SHARD_FORMAT) != 0)
+      st = ftq_error(FTQ_ERR_FORMAT, "'%s' is not a libftq optimizer shard", path);
+  }
+  int64_t rank = -1, world = -1, step = -1;
+  if (st == FTQ_OK) st = meta_int(meta, "rank", path, &rank);
+  if (st == FTQ_OK) st = meta_int(meta, "world_size", path, &world);
+  if (st == FTQ_OK) st = meta_int(meta, "global_step", path, &step);
+  if (st == FTQ_OK && (rank != t->rank || world != t->world || step != gstep))
+    st = ftq_error(FTQ_ERR_FORMAT, "'%s' holds rank %lld of %lld at step %lld; expected rank %d of %d at step %lld",
+                   path, (long long)rank, (long long)world, (long long)step, t->rank, t->world, (long long)gstep);
+  if (st == FTQ_OK) st = ftq_ckpt_section(r, "optimizer", &data, &bytes);
+  if (st == FTQ_OK) {
+    void *copy = ftq_malloc(bytes ? bytes : 1, "checkpoint optimizer state");
+    if (!copy) st = FTQ_ERR_OUT_OF_MEMORY;
+    else {
+      memcpy(copy, data, bytes);
+      st = ftq_optim_state_load(t->optimizer->opt, copy, bytes);
+      free(copy);
+    }
+  }
+  json_decref(meta);
+  ftq_ckpt_close(r);
+  free(path);
+  return st;
+}
+
+static ftq_status load_checkpoint(ftq_trainer *t, const char *dir) {
   char *path = ftq_path_join(dir, STATE_FILE);
   if (!path) return FTQ_ERR_OUT_OF_MEMORY;
   ftq_ckpt_reader *r = NULL;
@@ -283,6 +398,14 @@ ftq_status ftq_trainer_load_checkpoint(ftq_trainer *t, const char *dir) {
   int64_t *vals[] = {&gstep, &total, &micro, &seed, &n_tensors, &n_params, &r_, &targets, &consec, &nonfinite, &since,
                      &loss_steps};
   for (size_t k = 0; st == FTQ_OK && k < sizeof keys / sizeof keys[0]; k++) st = meta_int(meta, keys[k], path, vals[k]);
+  /* a checkpoint without these fields comes from a one-device run */
+  int64_t world = 1, zero = 0;
+  if (st == FTQ_OK && json_object_get(meta, "world_size")) st = meta_int(meta, "world_size", path, &world);
+  if (st == FTQ_OK && json_object_get(meta, "zero_stage")) st = meta_int(meta, "zero_stage", path, &zero);
+  if (st == FTQ_OK && (world != t->world || zero != t->zero_stage))
+    st = ftq_error(FTQ_ERR_STATE, "checkpoint '%s' was written by %lld rank%s with zero_stage %lld; this run has %d "
+                   "with zero_stage %d: resume with the same world size and zero_stage", path, (long long)world,
+                   world == 1 ? "" : "s", (long long)zero, t->world, t->zero_stage);
   int64_t have_params = 0;
   if (st == FTQ_OK) st = ftq_lora_num_parameters(t->lora, &have_params);
   if (st == FTQ_OK && (n_tensors != (int64_t)t->lora->n_tensors || n_params != have_params || r_ != t->lora->r ||
@@ -318,8 +441,12 @@ ftq_status ftq_trainer_load_checkpoint(ftq_trainer *t, const char *dir) {
     off += (size_t)(shape[0] * shape[1]);
   }
   free(adapter);
-  if (st == FTQ_OK) st = ftq_ckpt_section(r, "optimizer", &data, &bytes);
-  if (st == FTQ_OK) {
+  if (st == FTQ_OK && t->zero_stage >= 1) {
+    st = load_shard(t, dir, gstep);
+  } else if (st == FTQ_OK) {
+    st = ftq_ckpt_section(r, "optimizer", &data, &bytes);
+  }
+  if (st == FTQ_OK && t->zero_stage < 1) {
     void *copy = ftq_malloc(bytes ? bytes : 1, "checkpoint optimizer state");
     if (!copy) st = FTQ_ERR_OUT_OF_MEMORY;
     else {
@@ -344,4 +471,10 @@ ftq_status ftq_trainer_load_checkpoint(ftq_trainer *t, const char *dir) {
   ftq_ckpt_close(r);
   free(path);
   return st == FTQ_OK ? FTQ_OK : ftq_error_context(st, "loading checkpoint '%s'", dir);
+}
+
+ftq_status ftq_trainer_load_checkpoint(ftq_trainer *t, const char *dir) {
+  FTQ_CHECK_ARG(t && dir, "ftq_trainer_load_checkpoint: trainer and dir must be given");
+  /* all ranks resume together or none does */
+  return ftq_dist_agree(t, load_checkpoint(t, dir), "loading the checkpoint");
 }
