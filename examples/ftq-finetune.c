@@ -191,10 +191,7 @@ typedef struct run_state {
   ftq_progress progress;
   FILE *metrics;
   ftq_curve train_curve, eval_curve;
-  ftq_comm *comm;          /* data parallel: the ranks agree on stopping */
-  ftq_status comm_status;  /* a failed agreement, reported after training */
-  char comm_error[1024];
-  long step_delay_ms;      /* FTQ_FINETUNE_TEST_STEP_DELAY_MS, see main() */
+  long step_delay_ms; /* FTQ_FINETUNE_TEST_STEP_DELAY_MS, see main() */
 } run_state;
 
 static int on_progress(void *user, int64_t step, int64_t total, double loss, double lr, double tps) {
@@ -206,18 +203,8 @@ static int on_progress(void *user, int64_t step, int64_t total, double loss, dou
     struct timespec ts = {s->step_delay_ms / 1000, (s->step_delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
-  double stop = g_interrupted ? 1 : 0;
-  if (s->comm) {
-    /* a signal may reach the ranks at different steps: stop where any saw
-     * it, so every rank saves the same checkpoint */
-    ftq_status st = ftq_comm_allreduce(s->comm, &stop, 1, FTQ_COMM_MAX);
-    if (st != FTQ_OK) {
-      s->comm_status = st;
-      snprintf(s->comm_error, sizeof s->comm_error, "%s", ftq_last_error());
-      return 1;
-    }
-  }
-  return stop != 0;
+  /* data parallel, the trainer stops every rank at the step where any asked */
+  return g_interrupted ? 1 : 0;
 }
 
 /* Library log lines: ranks other than 0 pass errors only, marked with their rank. */
@@ -435,7 +422,6 @@ int main(int argc, char **argv) {
   mkdir(out_dir, 0755);
   char path[4096];
   run_state rs = {0};
-  rs.comm = comm;
   /* test hook: slows every step down, so a test can stop a rank mid-run */
   const char *delay = getenv("FTQ_FINETUNE_TEST_STEP_DELAY_MS");
   rs.step_delay_ms = delay ? atol(delay) : 0;
@@ -454,7 +440,6 @@ int main(int argc, char **argv) {
   ftq_status st = ftq_trainer_train(trainer);
   ftq_progress_finish(&rs.progress);
   double train_s = ftq_now_s() - t0;
-  if (rs.comm_status != FTQ_OK) DIE("%s", rs.comm_error);
   if (st == FTQ_ERR_CANCELLED) {
     /* every rank takes part: each writes its own share of the checkpoint */
     snprintf(path, sizeof path, "%s/checkpoint-%lld", out_dir, (long long)ftq_trainer_global_step(trainer));

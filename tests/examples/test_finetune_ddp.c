@@ -2,9 +2,9 @@
  * with the tiny reference model:
  * 1. the run succeeds, rank 0 alone prints, and its logged losses equal
  *    those of one process with gradient_accumulation_steps doubled;
- * 2. a rank SIGKILLed mid-run makes the launcher fail within a bounded
- *    time, naming the rank; resuming from the last checkpoint completes
- *    the run with the losses of the uninterrupted one.
+ * 2. with ZeRO-1, a rank SIGKILLed mid-run makes the launcher fail within
+ *    a bounded time, naming the rank; resuming from the last checkpoint
+ *    completes the run with the losses of the uninterrupted run.
  * usage: test_finetune_ddp <ftq-finetune> <scratch folder>   (run from the source tree) */
 #include <dirent.h>
 #include <errno.h>
@@ -199,7 +199,9 @@ int main(int argc, char **argv) {
 
   /* 2. rank 1 killed after the first checkpoint: the launcher fails in
    * bounded time and names it */
-  const char *kill_args[] = {"--nproc_per_node", "2", "--save_steps", "2", "--output_dir", dir_kill, NULL};
+  /* with ZeRO-1 here: the optimizer states are sharded, one file per rank */
+  const char *kill_args[] = {"--nproc_per_node", "2", "--zero_stage", "1", "--save_steps", "2", "--output_dir",
+                             dir_kill, NULL};
   pid_t launcher = start("kill", kill_args, "400");
   pid_t victim = -1;
   double t_start = now_s();
@@ -243,8 +245,16 @@ int main(int argc, char **argv) {
   CHECK_MSG(ck >= 2 && ck < MAX_STEPS, "last checkpoint: %d", ck);
   char ck_dir[4300];
   snprintf(ck_dir, sizeof ck_dir, "%s/checkpoint-%d", dir_kill, ck);
-  const char *resume_args[] = {"--nproc_per_node", "2", "--save_steps", "2", "--output_dir", dir_kill,
-                               "--resume_from_checkpoint", ck_dir, NULL};
+  const char *resume_args[] = {"--nproc_per_node", "2", "--zero_stage", "1", "--save_steps", "2", "--output_dir",
+                               dir_kill, "--resume_from_checkpoint", ck_dir, NULL};
+  /* another world size is refused, saying why */
+  const char *alone_args[] = {"--zero_stage", "1", "--output_dir", dir_kill, "--resume_from_checkpoint", ck_dir, NULL};
+  st = wait_for(start("alone", alone_args, NULL), 120, &secs);
+  CHECK_MSG(st != 0, "one process resumed a checkpoint of 2 ranks");
+  err = slurp("alone.err");
+  CHECK_MSG(strstr(err, "resume with the same world size"), "no clear refusal:\n%s", err);
+  free(err);
+
   st = wait_for(start("resume", resume_args, NULL), 120, &secs);
   CHECK_MSG(st == 0, "resume from %s: status %d", ck_dir, st);
   if (st != 0) show("resume.err");
