@@ -19,11 +19,12 @@ arguments named as PEFT / transformers / bitsandbytes name them.
         lora.active = True
         out = model.generate([1, 2, 3], max_new_tokens=16)
 """
-from ._core import (CancelledError, ClosedError, DeviceError, FileError, FormatError, FtqError, InvalidArgumentError,
-                    NotFoundError, NumericError, OptionError, OptionRangeError, OptionTypeError, OutOfMemoryError,
-                    ShapeError, StateError, Status, UnknownOptionError, UnsupportedError)
+from ._core import (CancelledError, ClosedError, CommError, DeviceError, FileError, FormatError, FtqError,
+                    InvalidArgumentError, NotFoundError, NumericError, OptionError, OptionRangeError, OptionTypeError,
+                    OutOfMemoryError, ShapeError, StateError, Status, UnknownOptionError, UnsupportedError)
 from ._buffers import FloatType, MemoryLocation
 from ._lib import LibraryError
+from .comm import Comm, ReduceOp, comm_id_create, comm_id_from_string, comm_id_to_string
 from .context import Context, DeviceType, LogLevel, MemoryCategory, cuda_device_count
 from .data import (IGNORE_INDEX, Batch, Dataset, DatasetStat, DecodeFlag, EncodeFlag, Example, SpecialToken, Split,
                    Tokenizer, exact_match)
@@ -82,6 +83,7 @@ def clear_error():
 __all__ = [
     "CancelledError",
     "ClosedError",
+    "CommError",
     "DeviceError",
     "FileError",
     "FormatError",
@@ -101,6 +103,11 @@ __all__ = [
     "FloatType",
     "MemoryLocation",
     "LibraryError",
+    "Comm",
+    "ReduceOp",
+    "comm_id_create",
+    "comm_id_from_string",
+    "comm_id_to_string",
     "Context",
     "DeviceType",
     "LogLevel",

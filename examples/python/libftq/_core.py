@@ -32,6 +32,7 @@ class Status(enum.IntEnum):
     CANCELLED = -18
     TIMEOUT = -19
     INTERNAL = -20
+    COMM = -21
 
 
 class FtqError(Exception):
@@ -108,6 +109,11 @@ class CancelledError(FtqError):
     """FTQ_ERR_CANCELLED: a callback asked to stop."""
 
 
+class CommError(FtqError):
+    """FTQ_ERR_COMM: a communicator peer failed, left or aborted (the
+    communicator is then unusable; close it)."""
+
+
 _CLASSES = {
     Status.INVALID_ARGUMENT: InvalidArgumentError,
     Status.OUT_OF_MEMORY: OutOfMemoryError,
@@ -127,6 +133,7 @@ _CLASSES = {
     Status.SHAPE: ShapeError,
     Status.NUMERIC: NumericError,
     Status.CANCELLED: CancelledError,
+    Status.COMM: CommError,
 }
 
 

@@ -204,6 +204,20 @@ PROTOTYPES = {
     "ftq_trainer_total_steps": (c_int64, [_H]),
     "ftq_trainer_nonfinite_steps": (c_int64, [_H]),
     "ftq_trainer_optimizer": (c_void_p, [_H]),
+    "ftq_trainer_set_comm": (_S, [_H, _H]),
+    # ftq_comm.h (ids are FTQ_COMM_ID_SIZE-byte buffers)
+    "ftq_comm_id_create": (_S, [c_int, c_void_p]),
+    "ftq_comm_id_to_string": (_S, [c_void_p, c_void_p, _Z]),
+    "ftq_comm_id_from_string": (_S, [_STR, c_void_p]),
+    "ftq_comm_create": (_S, [_H, c_void_p, c_int, c_int, _H, _PH]),
+    "ftq_comm_create_from_env": (_S, [_H, _H, _PH]),
+    "ftq_comm_destroy": (None, [_H]),
+    "ftq_comm_rank": (c_int, [_H]),
+    "ftq_comm_size": (c_int, [_H]),
+    "ftq_comm_check": (_S, [_H]),
+    "ftq_comm_abort": (_S, [_H]),
+    "ftq_comm_barrier": (_S, [_H]),
+    "ftq_comm_allreduce": (_S, [_H, POINTER(c_double), _Z, c_int]),
 }
 
 

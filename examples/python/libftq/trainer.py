@@ -161,6 +161,24 @@ class Trainer(Handle):
         check(lib().ftq_trainer_set_eval_callback(self, tramp, None))
         self._callbacks["eval"] = tramp
 
+    def set_comm(self, comm):
+        """Makes this trainer one rank of a data-parallel run over @p comm (a
+        Comm; None detaches). Call it on every rank before plan(), the first
+        step and load_checkpoint(). The global batch is then
+        per_device_train_batch_size x world size x gradient_accumulation_steps;
+        loss and counts are reduced, so every rank logs the same values.
+        Closing the communicator closes this trainer first."""
+        call(lib().ftq_trainer_set_comm, self, comm)
+        old = getattr(self, "comm", None)
+        if old is not None and not old.closed:
+            old._cell.children.discard(self._cell)
+            self._cell.parents.remove(old._cell)
+        if comm is not None:
+            # the communicator must outlive the trainer: make it a parent
+            self._cell.parents.append(comm._cell)
+            comm._cell.children.add(self._cell)
+        self.comm = comm
+
     def plan(self):
         """The memory plan as a dict (OutOfMemoryError naming the sizes when the run cannot fit)."""
         out = ctypes.c_void_p()

@@ -69,6 +69,7 @@ ENUMS = {
     "ftq_decode_flag": (libftq.DecodeFlag, lambda n: "FTQ_DECODE_" + n),
     "ftq_split": (libftq.Split, lambda n: "FTQ_SPLIT_" + n),
     "ftq_dataset_stat_id": (libftq.DatasetStat, lambda n: "FTQ_DATA_" + n),
+    "ftq_comm_reduce": (libftq.ReduceOp, lambda n: "FTQ_COMM_" + n),
 }
 # ftq_qgranularity is only an option's choices ("tensor|channel|group"): nothing takes it as a number
 UNBOUND_ENUMS = {"ftq_qgranularity"}
