@@ -44,6 +44,8 @@ opaque! {
     ftq_optimizer;
     /// The training loop.
     ftq_trainer;
+    /// A communicator (data-parallel training).
+    ftq_comm;
 }
 
 macro_rules! c_enums {
@@ -69,7 +71,7 @@ c_enums! {
         FTQ_ERR_OPTION_TYPE = -8, FTQ_ERR_OPTION_RANGE = -9, FTQ_ERR_NO_DEVICE = -10, FTQ_ERR_CUDA = -11,
         FTQ_ERR_CUBLAS = -12, FTQ_ERR_NCCL = -13, FTQ_ERR_STATE = -14, FTQ_ERR_NOT_FOUND = -15,
         FTQ_ERR_SHAPE = -16, FTQ_ERR_NUMERIC = -17, FTQ_ERR_CANCELLED = -18, FTQ_ERR_TIMEOUT = -19,
-        FTQ_ERR_INTERNAL = -20,
+        FTQ_ERR_INTERNAL = -20, FTQ_ERR_COMM = -21,
     }
     /// Type of an option's value.
     ftq_option_type { FTQ_OPTION_INT = 0, FTQ_OPTION_FLOAT = 1, FTQ_OPTION_BOOL = 2, FTQ_OPTION_STRING = 3, }
@@ -122,7 +124,14 @@ c_enums! {
         FTQ_DATA_ROWS = 0, FTQ_DATA_SKIPPED = 1, FTQ_DATA_TRUNCATED = 2, FTQ_DATA_TOKENS = 3,
         FTQ_DATA_LOSS_TOKENS = 4, FTQ_DATA_NO_COMPLETION = 5, FTQ_DATA_EMPTY = 6,
     }
+    /// Reductions of ftq_comm_allreduce().
+    ftq_comm_reduce { FTQ_COMM_SUM = 0, FTQ_COMM_MAX = 1, FTQ_COMM_MIN = 2, }
 }
+
+/// FTQ_COMM_ID_SIZE: bytes of a communicator id.
+pub const FTQ_COMM_ID_SIZE: usize = 160;
+/// FTQ_COMM_ID_STRING_SIZE: bytes a printable id takes, with its NUL.
+pub const FTQ_COMM_ID_STRING_SIZE: usize = 336;
 
 /// FTQ_IGNORE_INDEX: the label of positions outside the loss.
 pub const FTQ_IGNORE_INDEX: i32 = -100;
@@ -370,6 +379,22 @@ ftq_functions! {
     fn ftq_trainer_total_steps(trainer: *const ftq_trainer) -> i64;
     fn ftq_trainer_nonfinite_steps(trainer: *const ftq_trainer) -> i64;
     fn ftq_trainer_optimizer(trainer: *mut ftq_trainer) -> *mut ftq_optimizer;
+    fn ftq_trainer_set_comm(trainer: *mut ftq_trainer, comm: *mut ftq_comm) -> ftq_status;
+    // ftq_comm.h
+    fn ftq_comm_id_create(device: ftq_device_type, id: *mut u8) -> ftq_status;
+    fn ftq_comm_id_to_string(id: *const u8, buf: *mut c_char, size: usize) -> ftq_status;
+    fn ftq_comm_id_from_string(text: *const c_char, id: *mut u8) -> ftq_status;
+    fn ftq_comm_create(ctx: *mut ftq_context, id: *const u8, rank: c_int, world_size: c_int,
+                       opts: *const ftq_options, out: *mut *mut ftq_comm) -> ftq_status;
+    fn ftq_comm_create_from_env(ctx: *mut ftq_context, opts: *const ftq_options, out: *mut *mut ftq_comm)
+                                -> ftq_status;
+    fn ftq_comm_destroy(comm: *mut ftq_comm);
+    fn ftq_comm_rank(comm: *const ftq_comm) -> c_int;
+    fn ftq_comm_size(comm: *const ftq_comm) -> c_int;
+    fn ftq_comm_check(comm: *mut ftq_comm) -> ftq_status;
+    fn ftq_comm_abort(comm: *mut ftq_comm) -> ftq_status;
+    fn ftq_comm_barrier(comm: *mut ftq_comm) -> ftq_status;
+    fn ftq_comm_allreduce(comm: *mut ftq_comm, values: *mut c_double, n: usize, op: ftq_comm_reduce) -> ftq_status;
 }
 
 #[cfg(test)]

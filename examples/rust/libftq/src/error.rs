@@ -34,6 +34,7 @@ impl Status {
     pub const CANCELLED: Status = Status(sys::FTQ_ERR_CANCELLED);
     pub const TIMEOUT: Status = Status(sys::FTQ_ERR_TIMEOUT);
     pub const INTERNAL: Status = Status(sys::FTQ_ERR_INTERNAL);
+    pub const COMM: Status = Status(sys::FTQ_ERR_COMM);
 
     /// The library's short name for the status (e.g. "invalid argument").
     pub fn name(self) -> String {

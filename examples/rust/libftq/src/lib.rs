@@ -19,6 +19,7 @@
 //! the source tree's build folder (see libftq-sys).
 #![warn(missing_docs)]
 
+mod comm;
 mod context;
 mod dataset;
 mod error;
@@ -30,6 +31,7 @@ mod tokenizer;
 mod trainer;
 mod util;
 
+pub use comm::{AbortHandle, Comm, CommId, ReduceOp};
 pub use context::{cuda_device_count, Context, DeviceType, LogLevel, MemoryCategory};
 pub use dataset::{exact_match, Batch, Dataset, DatasetStat, Example, Split, IGNORE_INDEX};
 pub use error::{Error, Result, Status};

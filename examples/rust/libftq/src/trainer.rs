@@ -8,6 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::ptr::{self, NonNull};
 
+use crate::comm::Comm;
 use crate::dataset::{Batch, Dataset};
 use crate::error::{check, guarded, record_panic, Error, Result, Status};
 use crate::lora::Lora;
@@ -247,6 +248,18 @@ impl<'a> Trainer<'a> {
         *self.callbacks.progress.try_borrow_mut().map_err(|_| Self::busy())? = None;
         *self.callbacks.eval.try_borrow_mut().map_err(|_| Self::busy())? = None;
         Ok(())
+    }
+
+    /// Makes this trainer one rank of a data-parallel run over `comm` (None
+    /// detaches). Call it on every rank before plan(), the first step and
+    /// load_checkpoint(). The global batch is then per-device batch x world
+    /// size x gradient_accumulation_steps; losses and counts are reduced, so
+    /// every rank logs the same values. The borrow keeps the communicator
+    /// alive as long as the trainer.
+    pub fn set_comm(&self, comm: Option<&'a Comm<'_>>) -> Result<()> {
+        let p = comm.map_or(ptr::null_mut(), |c| c.as_ptr());
+        // SAFETY: valid handles; the communicator outlives the trainer ('a).
+        guarded(|| check(unsafe { sys::ftq_trainer_set_comm(self.as_ptr(), p) }))
     }
 
     /// The memory plan as JSON text.
