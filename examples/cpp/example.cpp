@@ -69,7 +69,14 @@ int main(int argc, char **argv) {
       ftq::Dataset data(&ctx, tok, root + "/examples/data/catalog_train_text.jsonl", &data_opts);
       ftq::Options train_opts;
       train_opts.set("max_steps", steps).set("learning_rate", 0.01).set("logging_steps", 1);
+      // a communicator: one rank here; with N processes, each joins with its
+      // rank (or from the launcher's environment) and the trainer all-reduces
+      const ftq::CommId id = ftq::Comm::make_id(FTQ_DEVICE_CPU);
+      expect(ftq::Comm::id_from_string(ftq::Comm::id_to_string(id)) == id, "communicator id as text and back");
+      ftq::Comm comm(ctx, id, 0, 1);
+      expect(comm.size() == 1 && comm.allreduce(2.5, FTQ_COMM_MAX) == 2.5, "one-rank communicator");
       ftq::Trainer trainer(model, lora, data, &train_opts);
+      trainer.set_comm(&comm);
       double first = 0, last = 0;
       trainer.on_progress([&](int64_t step, int64_t total, double loss, double lr, double) {
         std::printf("  step %lld/%lld  loss %.4f  lr %.2e\n", static_cast<long long>(step),

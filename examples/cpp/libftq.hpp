@@ -235,6 +235,70 @@ class Context {
   detail::Handle<ftq_context, ftq_context_destroy> h_;
 };
 
+/// A communicator id (ftq_comm.h): made on one process, handed to every rank.
+using CommId = std::array<unsigned char, FTQ_COMM_ID_SIZE>;
+
+/// One rank's membership of a data-parallel communicator (ftq_comm.h) on a
+/// context. Joining is collective; a failed collective throws ftq::Error
+/// with FTQ_ERR_COMM (a peer died, left or aborted), FTQ_ERR_TIMEOUT or
+/// FTQ_ERR_NCCL, and the communicator is then unusable. Declare it before
+/// the trainer it is attached to, so it outlives it.
+class Comm {
+ public:
+  /// A new id for ranks whose contexts are of type `device`.
+  static CommId make_id(ftq_device_type device) {
+    CommId id{};
+    detail::check(ftq_comm_id_create(device, id.data()));
+    return id;
+  }
+  /// The id as printable text (for an environment variable or a file).
+  static std::string id_to_string(const CommId &id) {
+    char buf[FTQ_COMM_ID_STRING_SIZE];
+    detail::check(ftq_comm_id_to_string(id.data(), buf, sizeof buf));
+    return buf;
+  }
+  /// The id of a text id_to_string() wrote.
+  static CommId id_from_string(const std::string &text) {
+    CommId id{};
+    detail::check(ftq_comm_id_from_string(text.c_str(), id.data()));
+    return id;
+  }
+  /// Joins communicator `id` as `rank` of `world_size` (options: comm_timeout_s).
+  Comm(Context &ctx, const CommId &id, int rank, int world_size, const Options *opts = nullptr) {
+    detail::create(h_, [&](ftq_comm **c) {
+      return ftq_comm_create(ctx.get(), id.data(), rank, world_size, ptr(opts), c);
+    });
+  }
+  /// Joins as launchers describe it in the environment (FTQ_RANK / RANK /
+  /// OMPI_COMM_WORLD_RANK / PMI_RANK, FTQ_COMM_ID or FTQ_COMM_ID_FILE); one
+  /// rank without them.
+  static Comm from_env(Context &ctx, const Options *opts = nullptr) {
+    Comm c;
+    detail::create(c.h_, [&](ftq_comm **out) { return ftq_comm_create_from_env(ctx.get(), ptr(opts), out); });
+    return c;
+  }
+  int rank() const { return ftq_comm_rank(get()); }
+  int size() const { return ftq_comm_size(get()); }
+  /// Throws the error that stopped the communicator, if any.
+  void check() { detail::check(ftq_comm_check(get())); }
+  /// Makes pending and later operations fail here and on the peers (callable from another thread).
+  void abort() { detail::check(ftq_comm_abort(get())); }
+  void barrier() { detail::check(ftq_comm_barrier(get())); }
+  /// Reduces `values` in place over the ranks (the same bits on every rank).
+  void allreduce(std::vector<double> &values, ftq_comm_reduce op = FTQ_COMM_SUM) {
+    detail::check(ftq_comm_allreduce(get(), values.data(), values.size(), op));
+  }
+  double allreduce(double value, ftq_comm_reduce op = FTQ_COMM_SUM) {
+    detail::check(ftq_comm_allreduce(get(), &value, 1, op));
+    return value;
+  }
+  ftq_comm *get() const noexcept { return h_.get(); }
+
+ private:
+  Comm() = default;
+  detail::Handle<ftq_comm, ftq_comm_destroy> h_;
+};
+
 class Lora;
 
 /// Generated tokens and why generation stopped.
@@ -552,6 +616,12 @@ class Trainer {
     cb_->progress = std::move(fn);
     detail::check(
         ftq_trainer_set_progress_callback(get(), cb_->progress ? &Trainer::progress_tramp : nullptr, cb_.get()));
+  }
+  /// Makes this trainer one rank of a data-parallel run (nullptr detaches);
+  /// before the first step, the plan and load_checkpoint(). `comm` must
+  /// outlive the trainer.
+  void set_comm(Comm *comm) {
+    detail::call([&] { return ftq_trainer_set_comm(get(), comm ? comm->get() : nullptr); });
   }
   /// Trains: true when complete, false when a callback stopped it.
   bool train() {

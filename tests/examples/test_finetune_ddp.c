@@ -165,7 +165,8 @@ int main(int argc, char **argv) {
   snprintf(dir_kill, sizeof dir_kill, "%s/kill", g_scratch);
 
   /* 1. two ranks against one process with twice the accumulation */
-  const char *ddp_args[] = {"--nproc_per_node", "2", "--gradient_accumulation_steps", "1", "--output_dir", dir_ddp, NULL};
+  const char *ddp_args[] = {"--nproc_per_node", "2", "--gradient_accumulation_steps", "1", "--output_dir", dir_ddp,
+                            NULL};
   const char *one_args[] = {"--gradient_accumulation_steps", "2", "--output_dir", dir_one, NULL};
   double secs = 0;
   int st = wait_for(start("ddp", ddp_args, NULL), 120, &secs);

@@ -99,7 +99,8 @@ int main(void) {
 
   /* argv without --nproc_per_node, in both spellings */
   {
-    char *argv[] = {"prog", "--a", "1", "--nproc_per_node", "4", "--b", "--nproc_per_node=2", "--nproc_per_nodex", NULL};
+    char *argv[] = {"prog", "--a", "1", "--nproc_per_node", "4", "--b", "--nproc_per_node=2", "--nproc_per_nodex",
+                    NULL};
     char **out = ftq_argv_without(8, argv, "nproc_per_node");
     if (!out) return 1;
     const char *want[] = {"prog", "--a", "1", "--b", "--nproc_per_nodex", NULL};

@@ -174,7 +174,9 @@ impl<'c> Comm<'c> {
     /// rank gets the same bits.
     pub fn allreduce(&self, values: &mut [f64], op: ReduceOp) -> Result<()> {
         // SAFETY: valid handle; values holds values.len() doubles.
-        guarded(|| check(unsafe { sys::ftq_comm_allreduce(self.as_ptr(), values.as_mut_ptr(), values.len(), op as c_int) }))
+        guarded(|| {
+            check(unsafe { sys::ftq_comm_allreduce(self.as_ptr(), values.as_mut_ptr(), values.len(), op as c_int) })
+        })
     }
 }
 

@@ -97,8 +97,8 @@ fn train(steps: i64, accum: i64, id: Option<(CommId, usize, usize)>) -> Vec<f64>
             "seed": 5, "logging_steps": 1, "max_steps": {steps}, "max_seq_length": 48,
             "per_device_train_batch_size": 2, "gradient_accumulation_steps": {accum}, "comm_timeout_s": 30}}"#))
     .unwrap();
-    let data =
-        Dataset::load(Some(&ctx), &tok, common::root().join("examples/data/catalog_train_text.jsonl"), Some(&o)).unwrap();
+    let path = common::root().join("examples/data/catalog_train_text.jsonl");
+    let data = Dataset::load(Some(&ctx), &tok, path, Some(&o)).unwrap();
     let model = Model::init_random(&ctx, CFG, 11, None).unwrap();
     let lora = Lora::new(&model, None, Some(&o), 9).unwrap();
     let comm = id.map(|(id, r, w)| Comm::new(&ctx, &id, r, w, Some(&o)).unwrap());
