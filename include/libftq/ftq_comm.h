@@ -114,8 +114,10 @@ FTQ_API ftq_status ftq_comm_create(ftq_context *ctx, const unsigned char id[FTQ_
  * (torchrun), else OMPI_COMM_WORLD_RANK / OMPI_COMM_WORLD_SIZE (Open MPI),
  * else PMI_RANK / PMI_SIZE (MPICH, Slurm); the id from FTQ_COMM_ID (its
  * printable form), else from the file FTQ_COMM_ID_FILE: rank 0 creates the
- * id and writes the file atomically unless it exists, the other ranks wait
- * for it up to `comm_timeout_s` (a file on a file system every host sees).
+ * id and writes the file atomically, the other ranks wait
+ * for it up to `comm_timeout_s` (a file on a file system every host sees;
+ * rank 0 replaces an existing file, so use a path unique to the job, since a
+ * rank that starts first could read a stale id).
  * Without any rank variable it makes a one-rank communicator.
  * @param ctx the rank's context
  * @param opts options (group "dist"), or NULL for defaults

@@ -65,6 +65,8 @@ ftq_status ftq_trainer_plan(ftq_trainer *t, char **json_out) {
   if (o) {
     json_object_set_new(o, "device", json_string(ftq_context_device_name(ctx)));
     json_object_set_new(o, "batch_rows", json_integer(t->batch_size));
+    json_object_set_new(o, "world_size", json_integer(t->world));
+    json_object_set_new(o, "zero_stage", json_integer(t->zero_stage));
     json_object_set_new(o, "longest_sequence", json_integer(seq));
     json_object_set_new(o, "gradient_checkpointing", json_boolean(s.gradient_checkpointing));
     json_object_set_new(o, "weights", json_integer((json_int_t)held[FTQ_MEM_WEIGHTS]));
