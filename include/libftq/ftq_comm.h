@@ -17,8 +17,11 @@
  * CUDA context, does).
  *
  * Two kinds exist, chosen by the device type the id was made for:
- * - CUDA contexts: NCCL. NVLink SHARP / multicast (NVLS) is turned off
- *   (NCCL_NVLS_ENABLE=0 unless the host set it).
+ * - CUDA contexts: NCCL (libnccl.so.2, 2.14 or newer, found at run time).
+ *   NVLink SHARP / multicast (NVLS) is turned off: NCCL_NVLS_ENABLE is set
+ *   to 0, and a host value other than 0 is overridden with a warning. The
+ *   process that made the id must keep running until every rank has joined
+ *   (NCCL's bootstrap root runs there).
  * - CPU contexts: shared memory between the processes (or threads) of one
  *   host, through a POSIX shared-memory object the id names. It serves tests
  *   and CPU runs; it does not span hosts.
