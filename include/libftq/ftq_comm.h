@@ -170,11 +170,11 @@ FTQ_API ftq_status ftq_comm_barrier(ftq_comm *comm);
 
 /**
  * All-reduces host values in place: afterwards every rank holds the same
- * reduction, computed in rank order, so the results agree to the bit.
+ * bits (shared memory sums in rank order; NCCL in its own fixed order).
  * Meant for metrics and decisions (counts, losses, a stop flag).
  * @param comm the communicator
  * @param values n doubles in host memory
- * @param n the count (n == 0 is a no-op that still synchronises nothing)
+ * @param n the count (n == 0 returns at once and synchronises nothing)
  * @param op the reduction
  * @return FTQ_OK or the failure
  */
