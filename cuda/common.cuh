@@ -134,6 +134,13 @@ ftq_status ftq_cuda_reduce(void *be, ftq_reduce_op op, const void *x, ftq_dtype 
 // optim.cu
 ftq_status ftq_cuda_adamw(void *be, const ftq_adamw_args *args);
 
+#ifdef FTQ_WITH_NCCL
+// comm_nccl.cu: the backend table's communicator entries
+ftq_status ftq_cuda_comm_id_create(unsigned char *payload, size_t len);
+ftq_status ftq_cuda_comm_create(void *be, const unsigned char *payload, size_t len, int rank, int size,
+                                double timeout_s, void **impl, const ftq_comm_ops **ops);
+#endif
+
 // Grid size for a grid-stride loop over n elements.
 static inline unsigned ftq_grid_for(size_t n, int threads, const ftq_cuda *c) {
   size_t blocks = (n + (size_t)threads - 1) / (size_t)threads;

@@ -280,6 +280,10 @@ static ftq_backend make_table() {
   t.swiglu = ftq_cuda_swiglu;
   t.swiglu_backward = ftq_cuda_swiglu_backward;
   t.lm_head = ftq_cuda_lm_head;
+#ifdef FTQ_WITH_NCCL
+  t.comm_id_create = ftq_cuda_comm_id_create;
+  t.comm_create = ftq_cuda_comm_create;
+#endif  // without NCCL both stay NULL and libftq reports FTQ_ERR_UNSUPPORTED
   return t;
 }
 

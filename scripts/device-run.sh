@@ -5,6 +5,8 @@
 #
 # usage (on the device, from the repo root): scripts/device-run.sh [steps...]
 #   steps: build test sanitize bench bench-quant bench-step  (default: all)
+#   dist-comm (not in the default): the NCCL communicator test across the
+#   machine's GPUs (needs 2 or more, e.g. kind nvidia-h100-x2) and the topology
 # Needs .deps/*.deb (jansson, zlib headers: the device has no package
 # registry) carried with the call; see scripts/fetch-device-deps.sh.
 # Python packages the device lacks travel as folders put on PYTHONPATH:
@@ -30,6 +32,9 @@ for f in .deps/*.deb; do dpkg -x "$f" $deps; done
 # absolute symlinks in the packages (libz.so -> /lib/...) must point inside $deps
 find $deps -type l -lname '/*' | while read -r l; do ln -sfn "$deps$(readlink "$l")" "$l"; done
 libarch=$deps/usr/lib/x86_64-linux-gnu
+# NVLink SHARP / multicast stays off on these shared machines (libftq forces
+# it too; this covers every other NCCL user of the run)
+export NCCL_NVLS_ENABLE=0
 export LD_LIBRARY_PATH=$libarch:${LD_LIBRARY_PATH:-}
 export PATH=/usr/local/cuda/bin:$PATH
 summary=()
@@ -59,6 +64,18 @@ if has test; then
   note "ctest (all labels): rc=$rc; $(grep -E 'tests passed|tests failed' "$OUT/ctest.log")"
   grep -E "Skipped|Failed|\*\*\*" "$OUT/ctest.log" | head -20
   [ $rc -eq 0 ] || grep -B5 -A30 "FAILED\|Failed" "$OUT/ctest.log" | tail -60
+fi
+
+if has dist-comm; then
+  # one process per GPU (up to 4): collectives, a join timeout, a killed peer
+  nvidia-smi topo -m 2>&1 | tee "$OUT/topo.txt"
+  ngpu=$(nvidia-smi -L | wc -l)
+  t0=$SECONDS
+  NCCL_NVLS_ENABLE=0 NCCL_DEBUG=${NCCL_DEBUG:-WARN} timeout 330 build-dev/tests/test_comm_nccl \
+    > "$OUT/dist_comm.log" 2>&1
+  rc=$?
+  note "dist-comm test_comm_nccl on $ngpu GPUs: rc=$rc ($((SECONDS - t0)) s)$([ $rc -eq 77 ] && echo ' SKIPPED')"
+  grep -E "^\[rank|SKIP|FAILED|CHECK|passed|NCCL WARN" "$OUT/dist_comm.log" | head -80
 fi
 
 if has sanitize; then

@@ -298,7 +298,7 @@ typedef struct ftq_comm_ops {
   /* The context's stream waits for every operation issued so far; the host
    * blocks until they are complete (polling for errors and the timeout). */
   ftq_status (*wait)(void *impl, const char *what);
-  /* Host values, blocking; reduced in rank order, the same bits everywhere. */
+  /* Host values, blocking; the same bits on every rank. */
   ftq_status (*allreduce_host)(void *impl, double *values, size_t n, ftq_comm_reduce op, const char *what);
   ftq_status (*barrier)(void *impl, const char *what);
   /* Non-blocking health query. */

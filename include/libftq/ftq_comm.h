@@ -17,8 +17,11 @@
  * CUDA context, does).
  *
  * Two kinds exist, chosen by the device type the id was made for:
- * - CUDA contexts: NCCL. NVLink SHARP / multicast (NVLS) is turned off
- *   (NCCL_NVLS_ENABLE=0 unless the host set it).
+ * - CUDA contexts: NCCL (libnccl.so.2, 2.14 or newer, found at run time).
+ *   NVLink SHARP / multicast (NVLS) is turned off: NCCL_NVLS_ENABLE is set
+ *   to 0, and a host value other than 0 is overridden with a warning. The
+ *   process that made the id must keep running until every rank has joined
+ *   (NCCL's bootstrap root runs there).
  * - CPU contexts: shared memory between the processes (or threads) of one
  *   host, through a POSIX shared-memory object the id names. It serves tests
  *   and CPU runs; it does not span hosts.
@@ -114,8 +117,10 @@ FTQ_API ftq_status ftq_comm_create(ftq_context *ctx, const unsigned char id[FTQ_
  * (torchrun), else OMPI_COMM_WORLD_RANK / OMPI_COMM_WORLD_SIZE (Open MPI),
  * else PMI_RANK / PMI_SIZE (MPICH, Slurm); the id from FTQ_COMM_ID (its
  * printable form), else from the file FTQ_COMM_ID_FILE: rank 0 creates the
- * id and writes the file atomically unless it exists, the other ranks wait
- * for it up to `comm_timeout_s` (a file on a file system every host sees).
+ * id and writes the file atomically, the other ranks wait
+ * for it up to `comm_timeout_s` (a file on a file system every host sees;
+ * rank 0 replaces an existing file, so use a path unique to the job, since a
+ * rank that starts first could read a stale id).
  * Without any rank variable it makes a one-rank communicator.
  * @param ctx the rank's context
  * @param opts options (group "dist"), or NULL for defaults
@@ -165,11 +170,11 @@ FTQ_API ftq_status ftq_comm_barrier(ftq_comm *comm);
 
 /**
  * All-reduces host values in place: afterwards every rank holds the same
- * reduction, computed in rank order, so the results agree to the bit.
+ * bits (shared memory sums in rank order; NCCL in its own fixed order).
  * Meant for metrics and decisions (counts, losses, a stop flag).
  * @param comm the communicator
  * @param values n doubles in host memory
- * @param n the count (n == 0 is a no-op that still synchronises nothing)
+ * @param n the count (n == 0 returns at once and synchronises nothing)
  * @param op the reduction
  * @return FTQ_OK or the failure
  */

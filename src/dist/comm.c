@@ -249,12 +249,14 @@ static double mono_s(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Rank 0 writes the id file atomically (unless it exists); the others wait
- * for it. */
+/* Rank 0 writes a fresh id into the file atomically (replacing an old
+ * one); the others wait for the file. A file left from an earlier run can
+ * be read by a rank that starts before rank 0 writes: use a path unique to
+ * the job (docs/distributed.md). */
 static ftq_status id_from_file(const char *path, int rank, ftq_device_type dev, double timeout,
                                unsigned char id[FTQ_COMM_ID_SIZE]) {
   char text[FTQ_COMM_ID_STRING_SIZE + 8];
-  if (rank == 0 && access(path, F_OK) != 0) {
+  if (rank == 0) {
     FTQ_TRY(ftq_comm_id_create(dev, id));
     FTQ_TRY(ftq_comm_id_to_string(id, text, sizeof text));
     char tmp[4096];

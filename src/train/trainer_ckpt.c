@@ -65,6 +65,8 @@ ftq_status ftq_trainer_plan(ftq_trainer *t, char **json_out) {
   if (o) {
     json_object_set_new(o, "device", json_string(ftq_context_device_name(ctx)));
     json_object_set_new(o, "batch_rows", json_integer(t->batch_size));
+    json_object_set_new(o, "world_size", json_integer(t->world));
+    json_object_set_new(o, "zero_stage", json_integer(t->zero_stage));
     json_object_set_new(o, "longest_sequence", json_integer(seq));
     json_object_set_new(o, "gradient_checkpointing", json_boolean(s.gradient_checkpointing));
     json_object_set_new(o, "weights", json_integer((json_int_t)held[FTQ_MEM_WEIGHTS]));
@@ -329,6 +331,19 @@ static ftq_status meta_int(json_t *meta, const char *key, const char *path, int6
   return FTQ_OK;
 }
 
+/* The "optimizer" section of an open checkpoint into the optimizer. */
+static ftq_status load_optimizer_section(ftq_trainer *t, ftq_ckpt_reader *r) {
+  const void *data;
+  size_t bytes;
+  FTQ_TRY(ftq_ckpt_section(r, "optimizer", &data, &bytes));
+  void *copy = ftq_malloc(bytes ? bytes : 1, "checkpoint optimizer state");
+  if (!copy) return FTQ_ERR_OUT_OF_MEMORY;
+  memcpy(copy, data, bytes); /* aligned for the state's floats */
+  ftq_status st = ftq_optim_state_load(t->optimizer->opt, copy, bytes);
+  free(copy);
+  return st;
+}
+
 /* ZeRO-1: this rank's optimizer states from its file. */
 static ftq_status load_shard(ftq_trainer *t, const char *dir, int64_t gstep) {
   char name[64];
@@ -355,16 +370,7 @@ static ftq_status load_shard(ftq_trainer *t, const char *dir, int64_t gstep) {
   if (st == FTQ_OK && (rank != t->rank || world != t->world || step != gstep))
     st = ftq_error(FTQ_ERR_FORMAT, "'%s' holds rank %lld of %lld at step %lld; expected rank %d of %d at step %lld",
                    path, (long long)rank, (long long)world, (long long)step, t->rank, t->world, (long long)gstep);
-  if (st == FTQ_OK) st = ftq_ckpt_section(r, "optimizer", &data, &bytes);
-  if (st == FTQ_OK) {
-    void *copy = ftq_malloc(bytes ? bytes : 1, "checkpoint optimizer state");
-    if (!copy) st = FTQ_ERR_OUT_OF_MEMORY;
-    else {
-      memcpy(copy, data, bytes);
-      st = ftq_optim_state_load(t->optimizer->opt, copy, bytes);
-      free(copy);
-    }
-  }
+  if (st == FTQ_OK) st = load_optimizer_section(t, r);
   json_decref(meta);
   ftq_ckpt_close(r);
   free(path);
@@ -441,20 +447,7 @@ static ftq_status load_checkpoint(ftq_trainer *t, const char *dir) {
     off += (size_t)(shape[0] * shape[1]);
   }
   free(adapter);
-  if (st == FTQ_OK && t->zero_stage >= 1) {
-    st = load_shard(t, dir, gstep);
-  } else if (st == FTQ_OK) {
-    st = ftq_ckpt_section(r, "optimizer", &data, &bytes);
-  }
-  if (st == FTQ_OK && t->zero_stage < 1) {
-    void *copy = ftq_malloc(bytes ? bytes : 1, "checkpoint optimizer state");
-    if (!copy) st = FTQ_ERR_OUT_OF_MEMORY;
-    else {
-      memcpy(copy, data, bytes);
-      st = ftq_optim_state_load(t->optimizer->opt, copy, bytes);
-      free(copy);
-    }
-  }
+  if (st == FTQ_OK) st = t->zero_stage >= 1 ? load_shard(t, dir, gstep) : load_optimizer_section(t, r);
   if (st == FTQ_OK) {
     t->global_step = gstep;
     t->micro_step = (uint64_t)micro;
