@@ -126,7 +126,7 @@ typedef struct child {
 
 /* The variables the launcher sets; inherited values of them are dropped. */
 static const char *const own_vars[] = {"FTQ_RANK", "FTQ_WORLD_SIZE", "FTQ_LOCAL_RANK", "FTQ_LOCAL_WORLD_SIZE",
-                                       "FTQ_COMM_ID", NULL};
+                                       "FTQ_COMM_ID", "NCCL_NVLS_ENABLE", NULL};
 
 static int is_own_var(const char *entry) {
   for (const char *const *v = own_vars; *v; v++) {
@@ -151,12 +151,8 @@ static char **make_envp(const ftq_launch_config *cfg, int rank, size_t *n_inheri
   char **envp = calloc(n + 8, sizeof *envp);
   if (!envp) return NULL;
   size_t k = 0;
-  int has_nvls = 0;
-  for (char **e = environ; *e; e++) {
-    if (is_own_var(*e)) continue;
-    if (strncmp(*e, "NCCL_NVLS_ENABLE=", 17) == 0) has_nvls = 1;
-    envp[k++] = *e;
-  }
+  for (char **e = environ; *e; e++)
+    if (!is_own_var(*e)) envp[k++] = *e;
   *n_inherited = k;
   char buf[64];
   const int values[] = {rank, cfg->nproc, rank, cfg->nproc};
@@ -167,8 +163,9 @@ static char **make_envp(const ftq_launch_config *cfg, int rank, size_t *n_inheri
   size_t len = strlen(cfg->comm_id) + 16;
   if (!(envp[k] = malloc(len))) goto oom;
   snprintf(envp[k++], len, "FTQ_COMM_ID=%s", cfg->comm_id);
-  /* NVLink SHARP (multicast) stays off unless the user asked for it */
-  if (!has_nvls && !(envp[k++] = strdup("NCCL_NVLS_ENABLE=0"))) goto oom;
+  /* NVLink SHARP (multicast) stays off, as the library forces it anyway
+   * (docs/cuda.md: on shared machines it can take the GPUs out of service) */
+  if (!(envp[k++] = strdup("NCCL_NVLS_ENABLE=0"))) goto oom;
   envp[k] = NULL;
   return envp;
 oom:

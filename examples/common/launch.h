@@ -43,7 +43,7 @@ typedef struct ftq_launch_config {
 } ftq_launch_config;
 
 /* Starts cfg->nproc children with FTQ_RANK, FTQ_WORLD_SIZE, FTQ_LOCAL_RANK,
- * FTQ_LOCAL_WORLD_SIZE, FTQ_COMM_ID and NCCL_NVLS_ENABLE=0 (unless set) in
+ * FTQ_LOCAL_WORLD_SIZE, FTQ_COMM_ID and NCCL_NVLS_ENABLE=0 in
  * their environment and waits for them. SIGINT / SIGTERM / SIGHUP received
  * meanwhile are forwarded to the children; a second one kills them. When a
  * child fails, the others get fail_grace_s to fail by themselves (the

@@ -125,7 +125,7 @@ class Comm(Handle):
 
     def allreduce(self, values, op=ReduceOp.SUM):
         """The reduction over the ranks of @p values (a number or a sequence
-        of numbers), reduced in rank order so every rank gets the same bits.
+        of numbers); every rank gets the same bits.
         Returns a float for a number, else a list of floats."""
         scalar = not hasattr(values, "__len__")
         seq = [float(values)] if scalar else [float(v) for v in values]

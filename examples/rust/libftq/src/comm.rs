@@ -170,8 +170,7 @@ impl<'c> Comm<'c> {
         guarded(|| check(unsafe { sys::ftq_comm_barrier(self.as_ptr()) }))
     }
 
-    /// Reduces `values` in place over the ranks, in rank order, so every
-    /// rank gets the same bits.
+    /// Reduces `values` in place over the ranks; every rank gets the same bits.
     pub fn allreduce(&self, values: &mut [f64], op: ReduceOp) -> Result<()> {
         // SAFETY: valid handle; values holds values.len() doubles.
         guarded(|| {
