@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/abort_watch.h"
 #include "common/cli.h"
 #include "common/launch.h"
 #include "common/report.h"
@@ -289,6 +290,7 @@ static int launch_local(int argc, char **argv, const char *nproc_text, const cha
       .fail_grace_s = timeout_s + 30,
       .kill_grace_s = 10,
       .log = stderr,
+      .peer_failed_signal = SIGUSR1, /* the ranks abort their communicator (common/abort_watch.h) */
   };
   fprintf(stderr, "ftq-finetune: starting %ld processes on %s (rank r on %s)\n", nproc, device,
           type == FTQ_DEVICE_CUDA ? "cuda:r" : "the CPU");
@@ -362,6 +364,8 @@ int main(int argc, char **argv) {
   const int distributed = renv.active && renv.world_size > 1;
   char rank_device[64];
   if (distributed) {
+    /* before any thread exists, so only the watcher takes the launcher's signal */
+    if (ftq_abort_watch_start() != 0) DIE("cannot start the abort watcher thread");
     g_rank = renv.rank;
     g_world = renv.world_size;
     ftq_rank_device(device, renv.local_rank, rank_device, sizeof rank_device);
@@ -383,6 +387,7 @@ int main(int argc, char **argv) {
   ftq_comm *comm = NULL;
   if (distributed) {
     TRY(ftq_comm_create_from_env(ctx, opts, &comm));
+    ftq_abort_watch_attach(comm);
     int64_t per_device, accum;
     TRY(ftq_options_get_int(opts, "per_device_train_batch_size", &per_device));
     TRY(ftq_options_get_int(opts, "gradient_accumulation_steps", &accum));
@@ -474,6 +479,7 @@ int main(int argc, char **argv) {
   eval_free(&ev);
   ftq_options_destroy(gen);
   ftq_trainer_destroy(trainer);
+  ftq_abort_watch_attach(NULL);
   ftq_comm_destroy(comm);
   ftq_lora_destroy(lora);
   ftq_dataset_destroy(data);

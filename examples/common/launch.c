@@ -295,6 +295,13 @@ int ftq_launch(const ftq_launch_config *cfg) {
           if (first < 0) {
             first = r;
             if (stop_t < 0) stop_t = mono_s();
+            if (cfg->peer_failed_signal && term_t < 0 && running_count(c, n) > 0) {
+              /* the others would otherwise wait for their collectives to time out */
+              fprintf(log, "%s: telling the %d other rank(s) to stop (%s)\n", cfg->prog, running_count(c, n),
+                      strsignal(cfg->peer_failed_signal));
+              fflush(log);
+              signal_all(c, n, cfg->peer_failed_signal);
+            }
           }
         }
       }

@@ -40,14 +40,17 @@ typedef struct ftq_launch_config {
                             * themselves (comm_timeout_s + 30), then SIGTERM them */
   double kill_grace_s;     /* after a SIGTERM, wait this long, then SIGKILL */
   FILE *log;               /* the launcher's own messages (stderr) */
+  int peer_failed_signal;  /* sent to the running ranks at once when one fails (ftq-finetune: SIGUSR1,
+                            * which makes a rank abort its communicator); 0: none */
 } ftq_launch_config;
 
 /* Starts cfg->nproc children with FTQ_RANK, FTQ_WORLD_SIZE, FTQ_LOCAL_RANK,
  * FTQ_LOCAL_WORLD_SIZE, FTQ_COMM_ID and NCCL_NVLS_ENABLE=0 in
  * their environment and waits for them. SIGINT / SIGTERM / SIGHUP received
  * meanwhile are forwarded to the children; a second one kills them. When a
- * child fails, the others get fail_grace_s to fail by themselves (the
- * library notices a lost peer) before they are terminated. Prints each
+ * child fails, the others get cfg->peer_failed_signal at once (when set)
+ * and fail_grace_s to fail by themselves (the library notices a lost peer)
+ * before they are terminated. Prints each
  * child's pid when started and, on failure, every failed rank with its exit
  * status or signal. Returns the status this process should exit with: 0 when
  * every child succeeded, else the first failure's exit status (128 + signal

@@ -15,13 +15,16 @@ static double now_s(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static int g_peer_signal; /* the launcher's peer_failed_signal for the next run() */
+
 /* Runs `script` in nproc shells; returns the launcher's status, its
  * messages in *log (free it) and the seconds it took in *secs. */
 static int run(int nproc, const char *script, double fail_grace, char **log, double *secs) {
   char *const argv[] = {"sh", "-c", (char *)script, NULL};
   size_t len = 0;
   FILE *mem = open_memstream(log, &len);
-  ftq_launch_config cfg = {"launcher", "/bin/sh", argv, nproc, "ftq1-shm-00ff", fail_grace, 0.5, mem};
+  ftq_launch_config cfg = {"launcher", "/bin/sh", argv, nproc, "ftq1-shm-00ff", fail_grace, 0.5, mem,
+                           g_peer_signal};
   double t0 = now_s();
   int rc = ftq_launch(&cfg);
   *secs = now_s() - t0;
@@ -68,6 +71,18 @@ int main(void) {
   CHECK(strstr(log, "rank 0 (pid ") && strstr(log, "killed by signal 15"));
   CHECK(strstr(log, "3 of 3 rank(s) failed; rank 1 failed first (exit status 5)"));
   free(log);
+
+  /* with a peer_failed_signal the others hear of the failure at once and
+   * stop long before the grace time (60 s) */
+  g_peer_signal = SIGUSR1;
+  CHECK(run(3, "trap 'exit 7' USR1; [ \"$FTQ_RANK\" = 1 ] && exit 5; while :; do sleep 0.05; done", 60, &log,
+            &secs) == 5);
+  CHECK_MSG(secs < 10, "the ranks took %.1f s to stop", secs);
+  CHECK(strstr(log, "telling the 2 other rank(s) to stop"));
+  CHECK(strstr(log, "rank 0 (pid ") && strstr(log, "exited with status 7"));
+  CHECK(!strstr(log, "terminating them"));
+  free(log);
+  g_peer_signal = 0;
 
   /* a rank that ignores SIGTERM is killed; a rank killed by a signal
    * gives 128 + signal */
