@@ -32,11 +32,10 @@
 /* Memory plan                                                              */
 
 static int64_t longest_example(const ftq_dataset *ds) {
-  int64_t longest = 0, n = ftq_dataset_num_examples(ds, FTQ_SPLIT_TRAIN);
-  for (int64_t i = 0; i < n; i++) {
-    int64_t len = 0;
-    if (ftq_dataset_example(ds, FTQ_SPLIT_TRAIN, i, NULL, NULL, &len, NULL) == FTQ_OK && len > longest) longest = len;
-  }
+  const ftq_split_state *sp = &ds->split[FTQ_SPLIT_TRAIN];
+  int64_t longest = 0;
+  for (int64_t i = 0; i < sp->ex.n; i++)
+    if (sp->lengths[i] > longest) longest = sp->lengths[i];
   if (ds->pad_to_multiple_of > 1) longest = (longest + ds->pad_to_multiple_of - 1) / ds->pad_to_multiple_of * ds->pad_to_multiple_of;
   return longest;
 }

@@ -110,6 +110,8 @@ static void test_length_and_learning(ftq_dataset *ds) {
   char *plan = NULL;
   CHECK_OK(ftq_trainer_plan(r.t, &plan));
   CHECK(plan && strstr(plan, "\"activations\"") && strstr(plan, "\"fits\": true") && strstr(plan, "\"weights\""));
+  /* planned for the longest training example (max_seq_length 96 cuts the longest rows) */
+  CHECK_MSG(plan && strstr(plan, "\"longest_sequence\": 96"), "plan: %s", plan ? plan : "(none)");
   ftq_free(plan);
   CHECK_OK(ftq_trainer_train(r.t));
   CHECK(c.n == 60 && ftq_trainer_global_step(r.t) == 60 && ftq_trainer_nonfinite_steps(r.t) == 0);
