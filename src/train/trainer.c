@@ -72,8 +72,7 @@ ftq_status ftq_trainer_create(ftq_model *model, ftq_lora *lora, ftq_dataset *dat
   t->world = 1;
   t->data_grouping0 = data->grouping_batch_size;
   ftq_status st = ftq_options_copy(opts, &t->opts);
-  double epochs = 0;
-  int64_t max_steps = 0, seed = 0;
+  int64_t seed = 0;
   const char *dir = "";
   if (st == FTQ_OK) st = ftq_options_get_int(opts, "gradient_accumulation_steps", &t->grad_accum);
   if (st == FTQ_OK) st = ftq_options_get_int(opts, "logging_steps", &t->logging_steps);
@@ -81,8 +80,6 @@ ftq_status ftq_trainer_create(ftq_model *model, ftq_lora *lora, ftq_dataset *dat
   if (st == FTQ_OK) st = ftq_options_get_int(opts, "save_steps", &t->save_steps);
   if (st == FTQ_OK) st = ftq_options_get_int(opts, "save_total_limit", &t->save_total_limit);
   if (st == FTQ_OK) st = ftq_options_get_int(opts, "max_consecutive_nonfinite", &t->max_nonfinite);
-  if (st == FTQ_OK) st = ftq_options_get_int(opts, "max_steps", &max_steps);
-  if (st == FTQ_OK) st = ftq_options_get_float(opts, "num_train_epochs", &epochs);
   if (st == FTQ_OK) st = ftq_options_get_int(opts, "seed", &seed);
   if (st == FTQ_OK) st = ftq_options_get_string(opts, "output_dir", &dir);
   if (st == FTQ_OK && t->save_steps > 0 && !*dir)
@@ -98,13 +95,10 @@ ftq_status ftq_trainer_create(ftq_model *model, ftq_lora *lora, ftq_dataset *dat
   t->seed = (uint64_t)seed;
   t->batch_size = data->split[FTQ_SPLIT_TRAIN].batch_size;
   t->batches_per_epoch = bpe;
-  /* transformers: updates per epoch = max(len(dataloader) // GA, 1) */
-  t->steps_per_epoch = bpe / t->grad_accum > 0 ? bpe / t->grad_accum : 1;
-  t->total_steps = max_steps > 0 ? max_steps : (int64_t)ceil(epochs * (double)t->steps_per_epoch);
-  if (t->total_steps < 1) {
+  st = ftq_trainer_plan_steps(t, 1);
+  if (st != FTQ_OK) {
     ftq_trainer_destroy(t);
-    return ftq_error(FTQ_ERR_INVALID_ARGUMENT, "the run has no steps (num_train_epochs = %g, max_steps = %lld)", epochs,
-                     (long long)max_steps);
+    return st;
   }
   if (data->grouping_batch_size != t->batch_size * t->grad_accum && data->group_by_length)
     FTQ_LOGW(t->ctx, "group_by_length grouped the data set for batches of %lld, the trainer takes %lld x %lld",

@@ -47,9 +47,13 @@ struct ftq_trainer {
   int zero_stage, overlap;
   int64_t data_grouping0;      /* the data set's group_by_length grouping before a communicator changed it */
   int *owner;                  /* ZeRO-1: owning rank of each optimizer parameter */
-  float **layer_grads;         /* [layers * 2 * FTQ_PROJ_COUNT]: the gradient tensors of each layer */
-  size_t *layer_counts;        /* their element counts */
-  int *layer_n;                /* [layers]: how many each layer has */
+  /* the optimizer's parameter list as the collectives take it; its PEFT
+   * order is layer-major, so layer l's tensors are [l * per_layer, (l + 1) * per_layer) */
+  float **grads;               /* [n_tensors] gradient tensors */
+  size_t *counts;              /* their element counts */
+  void **params;               /* [n_tensors] parameter tensors */
+  size_t *param_bytes;         /* their sizes */
+  size_t per_layer;
   /* scratch */
   ftq_batch **batches;         /* [grad_accum] */
   /* callbacks */
@@ -74,6 +78,10 @@ ftq_status ftq_forward_backward_hooked(ftq_model *model, const ftq_batch *batch,
  * (ZeRO-1) only the parameters owner[i] == rank keep states. */
 ftq_status ftq_optimizer_rebuild(ftq_optimizer *o, const ftq_options *opts, int64_t total_steps, const int *owner,
                                  int rank);
+
+/* Steps per epoch and total steps (max_steps, else num_train_epochs) for a
+ * global batch of world x gradient_accumulation_steps micro-batches. */
+ftq_status ftq_trainer_plan_steps(ftq_trainer *t, int world);
 
 /* Data parallel (trainer_dist.c). Each is a no-op without a communicator. */
 /* The micro-batches of this rank's share of the step: the global counter

@@ -20,13 +20,15 @@
 
 void ftq_dist_release(ftq_trainer *t) {
   free(t->owner);
-  free(t->layer_grads);
-  free(t->layer_counts);
-  free(t->layer_n);
+  free(t->grads);
+  free(t->counts);
+  free(t->params);
+  free(t->param_bytes);
   t->owner = NULL;
-  t->layer_grads = NULL;
-  t->layer_counts = NULL;
-  t->layer_n = NULL;
+  t->grads = NULL;
+  t->counts = NULL;
+  t->params = NULL;
+  t->param_bytes = NULL;
 }
 
 uint64_t ftq_dist_first_micro(const ftq_trainer *t) {
@@ -68,9 +70,8 @@ static ftq_status reduce_layer(void *user, int64_t layer) {
   ftq_trainer *t = user;
   char what[64];
   snprintf(what, sizeof what, "all-reduce of layer %lld's adapter gradients", (long long)layer);
-  const size_t per = 2 * FTQ_PROJ_COUNT;
-  return ftq_comm_allreduce_sum_f32(t->comm, t->layer_grads + (size_t)layer * per,
-                                    t->layer_counts + (size_t)layer * per, (size_t)t->layer_n[layer], what);
+  const size_t first = (size_t)layer * t->per_layer;
+  return ftq_comm_allreduce_sum_f32(t->comm, t->grads + first, t->counts + first, t->per_layer, what);
 }
 
 ftq_status ftq_dist_forward_backward(ftq_trainer *t, const ftq_batch *b, uint64_t micro, double num_items, int last,
@@ -88,21 +89,18 @@ ftq_status ftq_dist_forward_backward(ftq_trainer *t, const ftq_batch *b, uint64_
   return st == FTQ_OK ? st : ftq_error_context(st, "step %lld", (long long)t->global_step + 1);
 }
 
-/* Every adapter tensor, in PEFT order, with a root per tensor. */
+/* Every adapter tensor, in PEFT order, from roots[i]. */
 static ftq_status broadcast_params(ftq_trainer *t, const int *roots, const char *what) {
+  FTQ_TRY(ftq_comm_broadcast_bufs(t->comm, t->params, t->param_bytes, roots, t->lora->n_tensors, what));
+  return ftq_comm_wait(t->comm, what);
+}
+
+/* Rank 0's initial adapter to every rank. */
+static ftq_status broadcast_from_rank0(ftq_trainer *t) {
   const size_t n = t->lora->n_tensors;
-  void **bufs = ftq_calloc(n ? n : 1, sizeof *bufs, "broadcast list");
-  size_t *bytes = ftq_calloc(n ? n : 1, sizeof *bytes, "broadcast list");
-  int *zero = roots ? NULL : ftq_calloc(n ? n : 1, sizeof *zero, "broadcast list");
-  ftq_status st = bufs && bytes && (roots || zero) ? FTQ_OK : FTQ_ERR_OUT_OF_MEMORY;
-  for (size_t i = 0; st == FTQ_OK && i < n; i++) {
-    bufs[i] = t->optimizer->params[i].param;
-    bytes[i] = t->optimizer->params[i].n * sizeof(float);
-  }
-  if (st == FTQ_OK) st = ftq_comm_broadcast_bufs(t->comm, bufs, bytes, roots ? roots : zero, n, what);
-  if (st == FTQ_OK) st = ftq_comm_wait(t->comm, what);
-  free(bufs);
-  free(bytes);
+  int *zero = ftq_calloc(n ? n : 1, sizeof *zero, "broadcast roots");
+  if (!zero) return FTQ_ERR_OUT_OF_MEMORY;
+  ftq_status st = broadcast_params(t, zero, "broadcast of the initial adapter from rank 0");
   free(zero);
   return st;
 }
@@ -116,25 +114,26 @@ ftq_status ftq_dist_after_update(ftq_trainer *t) {
 /* ---------------------------------------------------------------------- */
 /* attaching                                                                */
 
-/* The gradient tensors of every layer, for the per-layer all-reduce. */
-static ftq_status collect_layer_grads(ftq_trainer *t) {
-  const int64_t L = t->model->cfg.num_hidden_layers;
-  const size_t per = 2 * FTQ_PROJ_COUNT;
-  t->layer_grads = ftq_calloc((size_t)L * per, sizeof *t->layer_grads, "gradient buckets");
-  t->layer_counts = ftq_calloc((size_t)L * per, sizeof *t->layer_counts, "gradient buckets");
-  t->layer_n = ftq_calloc((size_t)L, sizeof *t->layer_n, "gradient buckets");
-  if (!t->layer_grads || !t->layer_counts || !t->layer_n) return FTQ_ERR_OUT_OF_MEMORY;
-  for (int64_t l = 0; l < L; l++)
-    for (int p = 0; p < FTQ_PROJ_COUNT; p++) {
-      const ftq_lora_module *m = ftq_lora_module_at(t->lora, l, p);
-      if (!m) continue;
-      const ftq_tensor *g[2] = {&m->grad_a, &m->grad_b};
-      for (int k = 0; k < 2; k++) {
-        size_t i = (size_t)l * per + (size_t)t->layer_n[l]++;
-        t->layer_grads[i] = (float *)g[k]->data;
-        t->layer_counts[i] = (size_t)ftq_tensor_numel(g[k]);
-      }
-    }
+/* The optimizer's parameter list as the collectives take it. Every layer
+ * adapts the same projections, so the layer-major list splits into equal
+ * per-layer runs: the gradient buckets. */
+static ftq_status list_tensors(ftq_trainer *t) {
+  const size_t n = t->lora->n_tensors, L = (size_t)t->model->cfg.num_hidden_layers;
+  if (L == 0 || n % L != 0)
+    return ftq_error(FTQ_ERR_INTERNAL, "data parallel: %zu adapter tensors do not split over %zu layers", n, L);
+  t->per_layer = n / L;
+  t->grads = ftq_calloc(n ? n : 1, sizeof *t->grads, "gradient buckets");
+  t->counts = ftq_calloc(n ? n : 1, sizeof *t->counts, "gradient buckets");
+  t->params = ftq_calloc(n ? n : 1, sizeof *t->params, "parameter list");
+  t->param_bytes = ftq_calloc(n ? n : 1, sizeof *t->param_bytes, "parameter list");
+  if (!t->grads || !t->counts || !t->params || !t->param_bytes) return FTQ_ERR_OUT_OF_MEMORY;
+  for (size_t i = 0; i < n; i++) {
+    const ftq_optim_param *p = &t->optimizer->params[i];
+    t->grads[i] = p->grad;
+    t->counts[i] = p->n;
+    t->params[i] = p->param;
+    t->param_bytes[i] = p->n * sizeof(float);
+  }
   return FTQ_OK;
 }
 
@@ -155,12 +154,12 @@ static ftq_status assign_owners(ftq_trainer *t) {
   return FTQ_OK;
 }
 
-/* Steps of the run for a global batch of `world` x accumulation micro-batches. */
-static ftq_status plan_steps(ftq_trainer *t, int world) {
+ftq_status ftq_trainer_plan_steps(ftq_trainer *t, int world) {
   double epochs = 0;
   int64_t max_steps = 0;
   FTQ_TRY(ftq_options_get_int(t->opts, "max_steps", &max_steps));
   FTQ_TRY(ftq_options_get_float(t->opts, "num_train_epochs", &epochs));
+  /* transformers: updates per epoch = max(len(dataloader) // (GA x world), 1) */
   int64_t per_step = t->grad_accum * world;
   t->steps_per_epoch = t->batches_per_epoch / per_step > 0 ? t->batches_per_epoch / per_step : 1;
   t->total_steps = max_steps > 0 ? max_steps : (int64_t)ceil(epochs * (double)t->steps_per_epoch);
@@ -215,16 +214,16 @@ ftq_status ftq_trainer_set_comm(ftq_trainer *t, ftq_comm *comm) {
   ftq_status st = ftq_options_get_int(t->opts, "zero_stage", &zero);
   if (st == FTQ_OK) st = ftq_options_get_bool(t->opts, "ddp_overlap", &t->overlap);
   t->zero_stage = comm ? (int)zero : 0;
-  if (st == FTQ_OK) st = plan_steps(t, t->world);
+  if (st == FTQ_OK) st = ftq_trainer_plan_steps(t, t->world);
   /* the grouping of the global batch, as the single-device run with the
    * same global batch would group */
   if (st == FTQ_OK && t->data->group_by_length)
     st = ftq_dataset_set_grouping(t->data, comm ? t->batch_size * t->grad_accum * t->world : t->data_grouping0);
-  if (st == FTQ_OK && comm) st = collect_layer_grads(t);
+  if (st == FTQ_OK && comm) st = list_tensors(t);
   if (st == FTQ_OK && comm && t->zero_stage >= 1) st = assign_owners(t);
   if (comm) st = check_agreement(t, st);
   /* identical starting weights, as DDP makes them at construction */
-  if (st == FTQ_OK && comm) st = broadcast_params(t, NULL, "broadcast of the initial adapter from rank 0");
+  if (st == FTQ_OK && comm) st = broadcast_from_rank0(t);
   if (st == FTQ_OK) st = ftq_optimizer_rebuild(t->optimizer, t->opts, t->total_steps, t->owner, t->rank);
   if (comm) st = ftq_dist_agree(t, st, "setting up the optimizer");
   if (st != FTQ_OK) {
