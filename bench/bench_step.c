@@ -83,19 +83,20 @@ static void die(const char *what, ftq_status st) {
   } while (0)
 
 /* Data parallel: the gradient tensors of each layer, reduced from the
- * graph's hook as the trainer does (src/train/trainer_dist.c). */
+ * graph's hook as the trainer does (src/train/trainer_dist.c). The
+ * optimizer's list is layer-major, so layer l's tensors are the run
+ * [l * per_layer, (l + 1) * per_layer). */
 typedef struct dp_state {
   ftq_comm *comm;
-  float **grads;  /* [layers * 2 * FTQ_PROJ_COUNT] */
+  float **grads;  /* [tensors] */
   size_t *counts;
-  int *per_layer;
+  size_t per_layer;
 } dp_state;
 
 static ftq_status reduce_layer(void *user, int64_t layer) {
   dp_state *d = user;
-  const size_t per = 2 * FTQ_PROJ_COUNT;
-  return ftq_comm_allreduce_sum_f32(d->comm, d->grads + (size_t)layer * per, d->counts + (size_t)layer * per,
-                                    (size_t)d->per_layer[layer], "bench all-reduce");
+  const size_t first = (size_t)layer * d->per_layer;
+  return ftq_comm_allreduce_sum_f32(d->comm, d->grads + first, d->counts + first, d->per_layer, "bench all-reduce");
 }
 
 /* Starts N copies of this program, one per GPU, and waits for them. */
@@ -246,20 +247,11 @@ int main(int argc, char **argv) {
       lora_params += ftq_tensor_numel(&lm->a) + ftq_tensor_numel(&lm->b);
     }
   if (dp.comm) {
-    const size_t per = 2 * FTQ_PROJ_COUNT, nl = c->num_hidden_layers > 0 ? (size_t)c->num_hidden_layers : 1;
-    dp.grads = calloc(nl * per, sizeof *dp.grads);
-    dp.counts = calloc(nl * per, sizeof *dp.counts);
-    dp.per_layer = calloc(nl, sizeof *dp.per_layer);
-    if (!dp.grads || !dp.counts || !dp.per_layer) die("gradient lists", FTQ_ERR_OUT_OF_MEMORY);
-    for (int64_t l = 0; l < c->num_hidden_layers; l++)
-      for (int p = 0; p < FTQ_PROJ_COUNT; p++) {
-        const ftq_lora_module *lm = ftq_lora_module_at(lora, l, p);
-        if (!lm) continue;
-        size_t k = (size_t)l * per + (size_t)dp.per_layer[l];
-        dp.grads[k] = lm->grad_a.data, dp.counts[k] = (size_t)ftq_tensor_numel(&lm->grad_a);
-        dp.grads[k + 1] = lm->grad_b.data, dp.counts[k + 1] = (size_t)ftq_tensor_numel(&lm->grad_b);
-        dp.per_layer[l] += 2;
-      }
+    dp.per_layer = np / (size_t)c->num_hidden_layers; /* every layer adapts the same projections */
+    dp.grads = calloc(np ? np : 1, sizeof *dp.grads);
+    dp.counts = calloc(np ? np : 1, sizeof *dp.counts);
+    if (!dp.grads || !dp.counts) die("gradient lists", FTQ_ERR_OUT_OF_MEMORY);
+    for (size_t i = 0; i < np; i++) dp.grads[i] = params[i].grad, dp.counts[i] = params[i].n;
   }
   ftq_optim_settings os;
   TRY("optimizer", ftq_optim_settings_from_options(o, 1000000, &os));
@@ -350,7 +342,7 @@ int main(int argc, char **argv) {
   fflush(stdout);
 quiet:
   ftq_comm_destroy(dp.comm);
-  free(dp.grads), free(dp.counts), free(dp.per_layer);
+  free(dp.grads), free(dp.counts);
   free(fb), free(fw), free(op), free(tot), free(ids), free(params);
   ftq_optim_destroy(opt);
   ftq_lora_destroy(lora);
