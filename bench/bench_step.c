@@ -100,10 +100,10 @@ static ftq_status reduce_layer(void *user, int64_t layer) {
 }
 
 /* Starts N copies of this program, one per GPU, and waits for them. */
-static int launch(int nproc, int argc, char **argv) {
+static int launch(int nproc, int cpu, int argc, char **argv) {
   unsigned char id[FTQ_COMM_ID_SIZE];
   char text[FTQ_COMM_ID_STRING_SIZE], num[16];
-  TRY("communicator id", ftq_comm_id_create(FTQ_DEVICE_CUDA, id));
+  TRY("communicator id", ftq_comm_id_create(cpu ? FTQ_DEVICE_CPU : FTQ_DEVICE_CUDA, id));
   TRY("communicator id", ftq_comm_id_to_string(id, text, sizeof text));
   setenv("FTQ_COMM_ID", text, 1);
   setenv("NCCL_NVLS_ENABLE", "0", 1); /* NVLink multicast stays off */
@@ -180,10 +180,11 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *rank_env = getenv("FTQ_RANK");
-  if (nproc > 1 && !rank_env) return launch(nproc, argc, argv);
+  const int cpu = strncmp(device, "cpu", 3) == 0; /* CPU ranks: shared memory (a smoke test of this path) */
+  if (nproc > 1 && !rank_env) return launch(nproc, cpu, argc, argv);
   int rank = rank_env ? atoi(rank_env) : 0;
   char dev_name[32];
-  if (nproc > 1) {
+  if (nproc > 1 && !cpu) {
     snprintf(dev_name, sizeof dev_name, "cuda:%d", rank);
     device = dev_name;
   }

@@ -77,6 +77,10 @@ struct ftq_cuda {
   double *reduce_result_host;  // pinned, one value
   ftq_gemm_cache *gemm_cache;
   int sm_count;
+  int cc_major;  // compute capability (PDL launches need 9+)
+  // the codes the last quantize_4bit wrote, until the stream is synchronised:
+  // a PDL dequantize of them must wait for the previous kernel before reading
+  const void *q4_fresh;
   // the model operations' small results: [0] an int flag (first bad index),
   // [8..) doubles (the LM head's loss sum and count); device and pinned host
   void *op_scratch;

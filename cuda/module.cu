@@ -92,6 +92,7 @@ static ftq_status cuda_create(const ftq_backend_config *cfg, void **out, char *n
     STEP(ftq_cuda_status(e, "cudaGetDeviceProperties", __FILE__, __LINE__));
   }
   c->sm_count = prop.multiProcessorCount;
+  c->cc_major = prop.major;
   if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess)
     STEP(ftq_cuda_status(e, "cudaStreamCreate", __FILE__, __LINE__));
   cublasStatus_t s = cublasLtCreate(&c->lt);
@@ -175,6 +176,7 @@ static ftq_status cuda_synchronize(void *be) {
   ftq_cuda *c = (ftq_cuda *)be;
   FTQ_TRY_CU(ftq_cuda_enter(c));
   FTQ_CUDA_TRY(cudaStreamSynchronize(c->stream));
+  c->q4_fresh = nullptr;
   if (c->prof.on && ++c->prof.syncs == c->prof.reset_at) {  // leave the warm-up out of the profile
     memset(c->prof.ms, 0, sizeof c->prof.ms);
     memset(c->prof.calls, 0, sizeof c->prof.calls);

@@ -240,6 +240,7 @@ ftq_status ftq_cuda_quantize_4bit(void *be, const ftq_q4_desc *d, const void *x,
   if (d->n <= 0) return FTQ_OK;
   FTQ_TRY_CU(ftq_cuda_enter(c));
   FTQ_TRY_CU(upload_tables(c));
+  c->q4_fresh = d->packed;  // a PDL dequantize must not read these codes early until a synchronisation
   if (!d->nested) return quantize4_codes(c, d, x, x_type);
   int64_t nb = (d->n + d->blocksize - 1) / d->blocksize, chunks = (nb + 255) / 256;
   void *scratch = nullptr;
@@ -334,11 +335,23 @@ __global__ void dequantize4_kernel(ftq_q4_desc d, int sh, int sh2, T *__restrict
 // of thread t at (block * G + g) * blockDim + t, so every load and store
 // instruction of a warp covers one contiguous span (128 bytes of codes, 512
 // bytes of bf16), and the G loads are in flight before the first use.
-template <typename T, int NF4, bool NESTED, int G, bool STREAM>
+//
+// PDL (programmatic dependent launch, sm_90+): launched with the
+// programmatic-serialization attribute, the kernel may start while the one
+// before it in the stream finishes. It waits for that kernel
+// (cudaGridDependencySynchronize: completion and memory flush) before its
+// first store, and, unless PREFETCH, before its first load too; PREFETCH
+// (the codes were not written by the kernel just before: see q4_fresh)
+// reads the frozen codes during the previous kernel's tail. It lets the next
+// PDL kernel launch as soon as its own loads are issued.
+template <typename T, int NF4, bool NESTED, int G, bool STREAM, bool PDL, bool PREFETCH>
 __global__ void dequantize4_wc_kernel(ftq_q4_desc d, int sh, int sh2, T *__restrict__ out) {
   __shared__ float lut[16];
   if (threadIdx.x < 16) lut[threadIdx.x] = NF4 ? c_nf4_lut[threadIdx.x] : c_fp4_lut[threadIdx.x];
   __syncthreads();
+#if __CUDA_ARCH__ >= 900
+  if (PDL && !PREFETCH) cudaGridDependencySynchronize();
+#endif
   int64_t nbytes = (d.n + 1) >> 1;
   uint32_t w[G];
   float am[G];
@@ -360,6 +373,12 @@ __global__ void dequantize4_wc_kernel(ftq_q4_desc d, int sh, int sh2, T *__restr
     else
       am[g] = __ldg(d.absmax + b);
   }
+#if __CUDA_ARCH__ >= 900
+  if (PDL) {
+    if (PREFETCH) cudaGridDependencySynchronize();
+    cudaTriggerProgrammaticLaunchCompletion();
+  }
+#endif
 #pragma unroll
   for (int g = 0; g < G; g++) {
     if (e[g] >= d.n) continue;
@@ -389,21 +408,40 @@ __global__ void dequantize4_wc_kernel(ftq_q4_desc d, int sh, int sh2, T *__restr
 }
 
 // Kernel variant: the default is the fastest measured on an H100
-// (bench/RESULTS.md); FTQ_DEQUANT_VARIANT picks another for benchmarking:
-// "16" / "16cs" (16 elements per thread), "w1" / "w2" / "w4" (warp-
-// contiguous, 1 / 2 / 4 groups of 8 per thread), "cs" = streaming stores.
+// (bench/RESULTS.md): warp-contiguous, 2 groups, streaming stores, PDL on
+// sm_90+. FTQ_DEQUANT_VARIANT picks another for benchmarking: "16" / "16cs"
+// (16 elements per thread), "w1" / "w2" / "w4" (warp-contiguous, 1 / 2 / 4
+// groups of 8 per thread), "cs" = streaming stores, "pdl" = PDL launch,
+// "sync" = PDL without the prefetch (waits before loading).
 typedef struct dq_variant {
-  int wc, groups, stream;
+  int wc, groups, stream, pdl, prefetch;
 } dq_variant;
 
 static dq_variant dequant_variant() {
-  dq_variant v = {1, 2, 1};
+  dq_variant v = {1, 2, 1, 1, 1};
   const char *s = getenv("FTQ_DEQUANT_VARIANT");
   if (!s || !*s) return v;
   v.wc = s[0] == 'w';
   v.groups = v.wc ? atoi(s + 1) : 2;
   v.stream = strstr(s, "cs") != nullptr;
+  v.pdl = strstr(s, "pdl") != nullptr;
+  v.prefetch = strstr(s, "sync") == nullptr;
   return v;
+}
+
+template <typename T>
+static void launch_pdl(ftq_cuda *c, void (*kernel)(ftq_q4_desc, int, int, T *), unsigned grid, const ftq_q4_desc *d,
+                       int sh, int sh2, void *out) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(256);
+  cfg.stream = c->stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  cudaLaunchKernelEx(&cfg, kernel, *d, sh, sh2, (T *)out);
 }
 
 template <typename T, int NF4, bool NESTED>
@@ -426,7 +464,17 @@ static void launch_dequantize4(ftq_cuda *c, const ftq_q4_desc *d, void *out) {
   int g = v.groups == 1 || v.groups == 4 ? v.groups : 2;
   int64_t groups = (d->n + 7) / 8;
   unsigned grid = (unsigned)((groups + 256 * g - 1) / (256 * g));
-#define LAUNCH_WC(G, S) dequantize4_wc_kernel<T, NF4, NESTED, G, S><<<grid, 256, 0, c->stream>>>(*d, sh, sh2, (T *)out)
+  if (v.pdl && c->cc_major >= 9 && g == 2 && v.stream) {
+    // the codes may be read before the previous kernel ends unless that
+    // kernel may have written them (a quantize not yet synchronised)
+    if (v.prefetch && d->packed != c->q4_fresh)
+      launch_pdl<T>(c, dequantize4_wc_kernel<T, NF4, NESTED, 2, true, true, true>, grid, d, sh, sh2, out);
+    else
+      launch_pdl<T>(c, dequantize4_wc_kernel<T, NF4, NESTED, 2, true, true, false>, grid, d, sh, sh2, out);
+    return;
+  }
+#define LAUNCH_WC(G, S) \
+  dequantize4_wc_kernel<T, NF4, NESTED, G, S, false, false><<<grid, 256, 0, c->stream>>>(*d, sh, sh2, (T *)out)
   if (g == 1) v.stream ? LAUNCH_WC(1, true) : LAUNCH_WC(1, false);
   else if (g == 2) v.stream ? LAUNCH_WC(2, true) : LAUNCH_WC(2, false);
   else v.stream ? LAUNCH_WC(4, true) : LAUNCH_WC(4, false);

@@ -25,6 +25,9 @@ steps=${*:-build test sanitize bench bench-quant bench-step}
 # bench-dp: bench_step data parallel on 1, 2 and 4 GPUs (as many as there are) for
 #      the seed configuration, in one run, with the scaling over 1 GPU
 # dist: the data-parallel tests on every GPU (ctest -R 'dp_cuda|comm_nccl')
+# FTQ_BENCH_DP_OURS=0 / FTQ_BENCH_DP_PEER=0 leave libftq's / the peer's
+# bench-dp runs out (to split them over calls); FTQ_BENCH_DP_TIMEOUT per run.
+# FTQ_SANITIZE_TESTS: a regular expression choosing the sanitized tests.
 has() { [[ " $steps " == *" $1 "* ]]; }
 deps=/tmp/ftq-deps
 mkdir -p $deps
@@ -80,6 +83,7 @@ fi
 
 if has sanitize; then
   for t in build-dev/tests/test_backend_cuda $(ls build-dev/tests/test_*_cuda 2>/dev/null | grep -v backend_cuda); do
+    [[ "$t" =~ ${FTQ_SANITIZE_TESTS:-.} ]] || continue  # a regular expression picks some
     for tool in memcheck racecheck; do
       log=/tmp/sanitize-$tool-$(basename "$t").log
       FTQ_TEST_QUICK=1 compute-sanitizer --tool $tool --report-api-errors no --error-exitcode 9 "$t" > "$log" 2>&1
@@ -212,7 +216,8 @@ if has bench-dp; then
   sq=${FTQ_BENCH_STEP_SEQ:-512}
   for n in 1 2 4; do
     [ $n -le $ngpu ] || continue
-    timeout 400 build-dev/bin/bench_step --shape $shape --batch $bs --seq $sq --nproc $n ${FTQ_BENCH_STEP_ARGS:-} \
+    [ "${FTQ_BENCH_DP_OURS:-1}" = 1 ] || continue
+    timeout ${FTQ_BENCH_DP_TIMEOUT:-400} build-dev/bin/bench_step --shape $shape --batch $bs --seq $sq --nproc $n ${FTQ_BENCH_STEP_ARGS:-} \
       >> "$OUT/bench_dp.jsonl" 2>> "$OUT/bench_dp.err"
     note "bench_step --nproc $n rc=$?"
   done
@@ -221,7 +226,7 @@ if has bench-dp; then
   for n in 1 2 4; do
     [ $n -le $ngpu ] || continue
     [ "${FTQ_BENCH_DP_PEER:-1}" = 1 ] || continue
-    timeout 500 python3 -m torch.distributed.run --standalone --nproc_per_node $n bench/peer/train_step_hf.py \
+    timeout ${FTQ_BENCH_DP_TIMEOUT:-500} python3 -m torch.distributed.run --standalone --nproc_per_node $n bench/peer/train_step_hf.py \
       --shape $shape --batch $bs --seq $sq --mode qlora --steps ${FTQ_BENCH_STEP_PEER_STEPS:-10} \
       >> "$OUT/peer_dp.jsonl" 2>> "$OUT/bench_dp_peer.err"
     note "peer DDP step ($n GPUs) rc=$?"
