@@ -52,8 +52,10 @@ static double copy_bandwidth(ftq_context *ctx, size_t bytes, int reps, double *m
   TRY(ctx->be->fill(ctx->be_ctx, a.ptr, FTQ_DTYPE_U8, bytes, 7.0f));
   double t[64];
   for (int r = -2; r < reps; r++) {
+    TRY(ftq_context_synchronize(ctx));
     double t0 = now_ms();
-    TRY(ctx->be->copy(ctx->be_ctx, b.ptr, a.ptr, bytes, FTQ_COPY_D2D)); /* synchronous */
+    TRY(ctx->be->copy(ctx->be_ctx, b.ptr, a.ptr, bytes, FTQ_COPY_D2D)); /* stream-ordered: wait for it */
+    TRY(ftq_context_synchronize(ctx));
     if (r >= 0) t[r] = now_ms() - t0;
   }
   ftq_buffer_free(ctx, &a);

@@ -250,6 +250,7 @@ static void add_buf(const ftq_buffer *b, ftq_memory_category cat, size_t *sum) {
 static void add_qtensor(const ftq_qtensor *q, ftq_memory_category cat, size_t *sum) {
   const ftq_tensor *owned[] = {&q->plain, &q->packed, &q->absmax, &q->nested_absmax, &q->nested_code,
                                &q->q8, &q->scales, &q->zero_points};
+  add_buf(&q->storage, cat, sum); /* quantized tensors: one allocation, the tensors views into it */
   for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) add_buf(&owned[i]->buf, cat, sum);
 }
 

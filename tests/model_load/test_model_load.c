@@ -398,11 +398,16 @@ static void test_quantized_load(ftq_context *ctx) {
   CHECK(all_nf4);
   /* embeddings and norms stay as stored */
   CHECK(q->tok_embeddings.dtype == plain->tok_embeddings.dtype);
-  size_t wq, wp;
+  size_t wq, wp, mq, mp;
   CHECK_OK(ftq_context_memory(ctx, FTQ_MEM_WEIGHTS, &wq, NULL));
+  CHECK_OK(ftq_model_memory(q, FTQ_MEM_ALL, &mq));
+  CHECK_OK(ftq_model_memory(plain, FTQ_MEM_ALL, &mp));
   ftq_model_destroy(q);
   CHECK_OK(ftq_context_memory(ctx, FTQ_MEM_WEIGHTS, &wp, NULL));
   CHECK(wp < wq); /* destroying q released its buffers; plain alone is left */
+  /* the model's own count includes its quantized weights (one allocation each, the tensors views) */
+  CHECK_MSG(mq == wq - wp && mp == wp, "ftq_model_memory: quantized %zu (context says %zu), plain %zu (%zu)", mq,
+            wq - wp, mp, wp);
   REQUIRE_OK(ftq_model_load(ctx, REF "tiny_llama", o, &q));
   for (int p = 0; p < FTQ_PROJ_COUNT; p += 3) {
     const ftq_qtensor *pw = &plain->layers[1].proj[p];
