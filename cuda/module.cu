@@ -236,7 +236,10 @@ static ftq_status cuda_copy(void *be, void *dst, const void *src, size_t bytes, 
                      : kind == FTQ_COPY_D2H ? cudaMemcpyDeviceToHost
                                             : cudaMemcpyDeviceToDevice;
   FTQ_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, k, c->stream));
-  if (kind != FTQ_COPY_D2D) FTQ_CUDA_TRY(cudaStreamSynchronize(c->stream));
+  if (kind != FTQ_COPY_D2D) {
+    FTQ_CUDA_TRY(cudaStreamSynchronize(c->stream));
+    c->q4_fresh = nullptr;  // everything queued is done
+  }
   return FTQ_OK;
 }
 

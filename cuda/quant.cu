@@ -344,10 +344,15 @@ __global__ void dequantize4_kernel(ftq_q4_desc d, int sh, int sh2, T *__restrict
 // (the codes were not written by the kernel just before: see q4_fresh)
 // reads the frozen codes during the previous kernel's tail. It lets the next
 // PDL kernel launch as soon as its own loads are issued.
-template <typename T, int NF4, bool NESTED, int G, bool STREAM, bool PDL, bool PREFETCH>
+// SCODE2 (double quant): the 256-entry code table is copied to shared
+// memory first, so decoding an absmax is one dependent global load, not two.
+template <typename T, int NF4, bool NESTED, int G, bool STREAM, bool PDL, bool PREFETCH, bool SCODE2 = false>
 __global__ void dequantize4_wc_kernel(ftq_q4_desc d, int sh, int sh2, T *__restrict__ out) {
   __shared__ float lut[16];
+  __shared__ float code2[SCODE2 ? 256 : 1];
   if (threadIdx.x < 16) lut[threadIdx.x] = NF4 ? c_nf4_lut[threadIdx.x] : c_fp4_lut[threadIdx.x];
+  if (SCODE2)  // blockDim.x is 256
+    code2[threadIdx.x] = __ldg(d.code2 + threadIdx.x);
   __syncthreads();
 #if __CUDA_ARCH__ >= 900
   if (PDL && !PREFETCH) cudaGridDependencySynchronize();
@@ -368,7 +373,9 @@ __global__ void dequantize4_wc_kernel(ftq_q4_desc d, int sh, int sh2, T *__restr
     } else {
       for (int k = 0; k < 4 && byte0 + k < nbytes; k++) w[g] |= (uint32_t)d.packed[byte0 + k] << (8 * k);
     }
-    if (NESTED)
+    if (NESTED && SCODE2)
+      am[g] = __fadd_rn(mul_ftz(code2[__ldg(d.qabsmax + b)], __ldg(d.absmax2 + (b >> sh2))), d.offset);
+    else if (NESTED)
       am[g] = __fadd_rn(mul_ftz(__ldg(d.code2 + d.qabsmax[b]), __ldg(d.absmax2 + (b >> sh2))), d.offset);
     else
       am[g] = __ldg(d.absmax + b);
@@ -412,13 +419,14 @@ __global__ void dequantize4_wc_kernel(ftq_q4_desc d, int sh, int sh2, T *__restr
 // sm_90+. FTQ_DEQUANT_VARIANT picks another for benchmarking: "16" / "16cs"
 // (16 elements per thread), "w1" / "w2" / "w4" (warp-contiguous, 1 / 2 / 4
 // groups of 8 per thread), "cs" = streaming stores, "pdl" = PDL launch,
-// "sync" = PDL without the prefetch (waits before loading).
+// "sync" = PDL without the prefetch (waits before loading), "gc" = the
+// double-quant code table read from global memory (PDL variants).
 typedef struct dq_variant {
-  int wc, groups, stream, pdl, prefetch;
+  int wc, groups, stream, pdl, prefetch, scode2;
 } dq_variant;
 
 static dq_variant dequant_variant() {
-  dq_variant v = {1, 2, 1, 1, 1};
+  dq_variant v = {1, 2, 1, 1, 1, 1};
   const char *s = getenv("FTQ_DEQUANT_VARIANT");
   if (!s || !*s) return v;
   v.wc = s[0] == 'w';
@@ -426,6 +434,7 @@ static dq_variant dequant_variant() {
   v.stream = strstr(s, "cs") != nullptr;
   v.pdl = strstr(s, "pdl") != nullptr;
   v.prefetch = strstr(s, "sync") == nullptr;
+  v.scode2 = strstr(s, "gc") == nullptr;
   return v;
 }
 
@@ -467,7 +476,12 @@ static void launch_dequantize4(ftq_cuda *c, const ftq_q4_desc *d, void *out) {
   if (v.pdl && c->cc_major >= 9 && g == 2 && v.stream) {
     // the codes may be read before the previous kernel ends unless that
     // kernel may have written them (a quantize not yet synchronised)
-    if (v.prefetch && d->packed != c->q4_fresh)
+    const bool prefetch = v.prefetch && d->packed != c->q4_fresh;
+    if (NESTED && v.scode2 && prefetch)
+      launch_pdl<T>(c, dequantize4_wc_kernel<T, NF4, NESTED, 2, true, true, true, true>, grid, d, sh, sh2, out);
+    else if (NESTED && v.scode2)
+      launch_pdl<T>(c, dequantize4_wc_kernel<T, NF4, NESTED, 2, true, true, false, true>, grid, d, sh, sh2, out);
+    else if (prefetch)
       launch_pdl<T>(c, dequantize4_wc_kernel<T, NF4, NESTED, 2, true, true, true>, grid, d, sh, sh2, out);
     else
       launch_pdl<T>(c, dequantize4_wc_kernel<T, NF4, NESTED, 2, true, true, false>, grid, d, sh, sh2, out);

@@ -206,7 +206,11 @@ static void int8(void) {
 /* Every variant of the dequantization kernel (cuda/quant.cu) gives the
  * same values. */
 static void dequant_variants(void) {
-  const char *variants[] = {"16", "16cs", "w1", "w1cs", "w2", "w2cs", "w4", "w4cs"};
+  /* pdl: the default on sm_90 (codes read before the previous kernel ends,
+   * except right after their quantize); pdlsync: waits first; gc: the double-
+   * quant code table from global memory */
+  const char *variants[] = {"16", "16cs", "w1", "w1cs", "w2", "w2cs", "w4", "w4cs", "w2cs-pdl", "w2cs-pdlsync",
+                            "w2cs-pdl-gc"};
   int64_t lens[] = {33, 4097, 100003, (1 << 20) + 13};
   uint64_t seed = 4242;
   for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
