@@ -22,6 +22,7 @@
 #define MAX_STEPS 8
 
 static const char *g_exe, *g_scratch;
+static const char *g_device; /* NULL: the CPU; "cuda": one GPU per rank (NCCL) */
 
 static double now_s(void) {
   struct timespec ts;
@@ -46,6 +47,10 @@ static pid_t start(const char *name, const char *const *extra, const char *delay
   argv[k++] = g_exe;
   for (int i = 0; common[i]; i++) argv[k++] = common[i];
   for (int i = 0; extra[i]; i++) argv[k++] = extra[i];
+  if (g_device) {
+    argv[k++] = "--device";
+    argv[k++] = g_device;
+  }
   argv[k] = NULL;
   char out[4096], err[4096];
   snprintf(out, sizeof out, "%s/%s.out", g_scratch, name);
@@ -150,12 +155,22 @@ static int last_checkpoint(const char *run) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s <ftq-finetune> <scratch folder>\n", argv[0]);
+  if (argc != 3 && !(argc == 4 && strcmp(argv[3], "cuda") == 0)) {
+    fprintf(stderr, "usage: %s <ftq-finetune> <scratch folder> [cuda]\n", argv[0]);
     return 2;
   }
   g_exe = argv[1];
   g_scratch = argv[2];
+  if (argc == 4) { /* the same runs on GPUs 0 and 1 */
+    const char *name = "test_finetune_ddp_cuda";
+    int ndev = 0;
+    if (ftq_cuda_device_count(&ndev) != FTQ_OK || ndev == 0) return test_gpu_unavailable(name, ftq_last_error());
+    if (ndev < 2) {
+      printf("%s: SKIP: %d GPU; data parallel needs 2\n", name, ndev);
+      return TEST_SKIP_CODE;
+    }
+    g_device = "cuda";
+  }
   char cmd[8192];
   snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", g_scratch, g_scratch);
   if (system(cmd) != 0) return 1;
