@@ -345,7 +345,8 @@ __global__ void dequantize4_kernel(ftq_q4_desc d, int sh, int sh2, T *__restrict
 // reads the frozen codes during the previous kernel's tail. It lets the next
 // PDL kernel launch as soon as its own loads are issued.
 // SCODE2 (double quant): the 256-entry code table is copied to shared
-// memory first, so decoding an absmax is one dependent global load, not two.
+// memory first, and the absmax codes are decoded after the loads are all
+// issued (and after the grid dependency wait), so no load waits on another.
 template <typename T, int NF4, bool NESTED, int G, bool STREAM, bool PDL, bool PREFETCH, bool SCODE2 = false>
 __global__ void dequantize4_wc_kernel(ftq_q4_desc d, int sh, int sh2, T *__restrict__ out) {
   __shared__ float lut[16];
@@ -359,13 +360,15 @@ __global__ void dequantize4_wc_kernel(ftq_q4_desc d, int sh, int sh2, T *__restr
 #endif
   int64_t nbytes = (d.n + 1) >> 1;
   uint32_t w[G];
-  float am[G];
+  float am[G];  // the absmax; with SCODE2 first the second-level absmax
+  uint32_t qa[G];  // SCODE2: the absmax's 8-bit code, decoded after the wait
   int64_t e[G];
 #pragma unroll
   for (int g = 0; g < G; g++) {
     e[g] = (((int64_t)blockIdx.x * G + g) * blockDim.x + threadIdx.x) * 8;
     w[g] = 0;
     am[g] = 0.0f;
+    qa[g] = 0;
     if (e[g] >= d.n) continue;
     int64_t byte0 = e[g] >> 1, b = e[g] >> sh;
     if (byte0 + 4 <= nbytes) {
@@ -373,9 +376,10 @@ __global__ void dequantize4_wc_kernel(ftq_q4_desc d, int sh, int sh2, T *__restr
     } else {
       for (int k = 0; k < 4 && byte0 + k < nbytes; k++) w[g] |= (uint32_t)d.packed[byte0 + k] << (8 * k);
     }
-    if (NESTED && SCODE2)
-      am[g] = __fadd_rn(mul_ftz(code2[__ldg(d.qabsmax + b)], __ldg(d.absmax2 + (b >> sh2))), d.offset);
-    else if (NESTED)
+    if (NESTED && SCODE2) {  // loads only: nothing waits for them before the grid dependency
+      qa[g] = __ldg(d.qabsmax + b);
+      am[g] = __ldg(d.absmax2 + (b >> sh2));
+    } else if (NESTED)
       am[g] = __fadd_rn(mul_ftz(__ldg(d.code2 + d.qabsmax[b]), __ldg(d.absmax2 + (b >> sh2))), d.offset);
     else
       am[g] = __ldg(d.absmax + b);
@@ -389,6 +393,7 @@ __global__ void dequantize4_wc_kernel(ftq_q4_desc d, int sh, int sh2, T *__restr
 #pragma unroll
   for (int g = 0; g < G; g++) {
     if (e[g] >= d.n) continue;
+    if (NESTED && SCODE2) am[g] = __fadd_rn(mul_ftz(code2[qa[g]], am[g]), d.offset);
     float v[8];
 #pragma unroll
     for (int k = 0; k < 4; k++) {
