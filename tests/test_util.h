@@ -82,6 +82,18 @@ static inline int test_gpu_unavailable(const char *name, const char *why) {
   return TEST_SKIP_CODE;
 }
 
+/* Data-parallel GPU tests: 0 with *ndev >= 2 GPUs to use, else the exit
+ * code (a failure where a GPU should be usable, a skip with fewer than 2). */
+static inline int test_need_two_gpus(const char *name, int *ndev) {
+  *ndev = 0;
+  if (ftq_cuda_device_count(ndev) != FTQ_OK || *ndev == 0) return test_gpu_unavailable(name, ftq_last_error());
+  if (*ndev < 2) {
+    printf("%s: SKIP: %d GPU; data parallel needs 2\n", name, *ndev);
+    return TEST_SKIP_CODE;
+  }
+  return 0;
+}
+
 static inline int test_finish(const char *name) {
   if (test_failures) {
     fprintf(stderr, "%s: %d of %d checks FAILED\n", name, test_failures, test_checks);

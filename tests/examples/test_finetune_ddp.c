@@ -162,13 +162,9 @@ int main(int argc, char **argv) {
   g_exe = argv[1];
   g_scratch = argv[2];
   if (argc == 4) { /* the same runs on GPUs 0 and 1 */
-    const char *name = "test_finetune_ddp_cuda";
-    int ndev = 0;
-    if (ftq_cuda_device_count(&ndev) != FTQ_OK || ndev == 0) return test_gpu_unavailable(name, ftq_last_error());
-    if (ndev < 2) {
-      printf("%s: SKIP: %d GPU; data parallel needs 2\n", name, ndev);
-      return TEST_SKIP_CODE;
-    }
+    int ndev;
+    int gpu_rc = test_need_two_gpus("test_finetune_ddp_cuda", &ndev);
+    if (gpu_rc) return gpu_rc;
     g_device = "cuda";
   }
   char cmd[8192];

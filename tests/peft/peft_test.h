@@ -15,6 +15,7 @@
 #include "model/graph.h"
 #include "quant/bnb_format.h"
 #include "model/cpu_context.h"
+#include "st_named.h"
 #include "test_util.h"
 
 #define REF_DIR "tests/ref/peft"
@@ -169,16 +170,9 @@ typedef struct pt_bnb_view {
 
 static inline const ftq_named_tensor *pt_bnb_lookup(void *user, const char *name) {
   pt_bnb_view *v = user;
-  const ftq_st_tensor *s = ftq_st_set_find(v->set, name);
-  if (!s || s->ndim > FTQ_MAX_DIMS || v->used == 8) return NULL;
-  ftq_named_tensor *t = &v->t[v->used++];
-  memset(t, 0, sizeof *t);
-  t->name = s->name;
-  t->dtype = s->dtype;
-  t->ndim = s->ndim;
-  for (int d = 0; d < s->ndim; d++) t->shape[d] = s->shape[d];
-  t->data = s->data;
-  t->bytes = s->bytes;
+  if (v->used == 8) return NULL;
+  const ftq_named_tensor *t = test_named_from_st(ftq_st_set_find(v->set, name), &v->t[v->used]);
+  if (t) v->used++;
   return t;
 }
 

@@ -10,6 +10,7 @@
 #include "io/safetensors.h"
 #include "quant/bnb_format.h"
 #include "ref_file.h"
+#include "st_named.h"
 #include "test_util.h"
 
 typedef struct st_view {
@@ -21,16 +22,9 @@ typedef struct st_view {
 /* The adapter between a safetensors tensor and the quantizer's named tensor. */
 static const ftq_named_tensor *st_lookup(void *user, const char *name) {
   st_view *v = user;
-  const ftq_st_tensor *s = ftq_safetensors_find(v->f, name);
-  if (!s || s->ndim > FTQ_MAX_DIMS || v->used == 16) return NULL;
-  ftq_named_tensor *t = &v->t[v->used++];
-  memset(t, 0, sizeof *t);
-  t->name = s->name;
-  t->dtype = s->dtype;
-  t->ndim = s->ndim;
-  for (int d = 0; d < s->ndim; d++) t->shape[d] = s->shape[d];
-  t->data = s->data;
-  t->bytes = s->bytes;
+  if (v->used == 16) return NULL;
+  const ftq_named_tensor *t = test_named_from_st(ftq_safetensors_find(v->f, name), &v->t[v->used]);
+  if (t) v->used++;
   return t;
 }
 

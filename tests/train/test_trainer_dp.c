@@ -267,12 +267,9 @@ int main(void) {
   memset(tmp, 0, sizeof tmp);
   int max_world = 4;
 #ifdef DP_CUDA
-  int ndev = 0;
-  if (ftq_cuda_device_count(&ndev) != FTQ_OK || ndev == 0) return test_gpu_unavailable(NAME, ftq_last_error());
-  if (ndev < 2) {
-    printf("%s: SKIP: %d GPU; data parallel needs 2\n", NAME, ndev);
-    return TEST_SKIP_CODE;
-  }
+  int ndev;
+  int gpu_rc = test_need_two_gpus(NAME, &ndev);
+  if (gpu_rc) return gpu_rc;
   max_world = ndev >= 4 ? 4 : 2;
 #endif
   if (system("rm -rf " OUT_DIR) != 0) fprintf(stderr, "could not clean " OUT_DIR "\n");
